@@ -1,0 +1,225 @@
+//! Errors: what went wrong, with the figures that explain it.
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::stats::Status;
+
+/// The error a [`Pool::get`](crate::Pool::get) returns.
+///
+/// `E` is the backend's error type ([`Manager::Error`](crate::Manager::Error)). Backend errors
+/// are shared (`Arc`) because one connect failure can answer several callers.
+pub enum PoolError<E> {
+    /// No connection became available within the wait timeout.
+    Timeout(TimeoutError<E>),
+    /// Opening a connection failed with an error the manager classified as fatal (bad
+    /// credentials, unknown database): waiting could not have helped.
+    Backend(Arc<E>),
+    /// The pool was closed, before or while this caller waited.
+    Closed,
+    /// The wait queue was full (`max_waiting`): the request was shed without waiting.
+    TooManyWaiters {
+        /// The configured bound.
+        max_waiting: usize,
+    },
+}
+
+impl<E> PoolError<E> {
+    /// The backend error behind this one, if any: the fatal connect error, or the last connect
+    /// error seen before a timeout.
+    pub fn backend_error(&self) -> Option<&E> {
+        match self {
+            PoolError::Backend(e) => Some(e),
+            PoolError::Timeout(t) => match &t.last_connect_error {
+                Some(ConnectError::Backend(e)) => Some(e),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// Is this a [`PoolError::Timeout`]?
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, PoolError::Timeout(_))
+    }
+}
+
+/// Details of a [`PoolError::Timeout`].
+pub struct TimeoutError<E> {
+    /// How long the caller waited.
+    pub waited: Duration,
+    /// The pool as it was when the wait ended.
+    pub status: Status,
+    /// The most recent connect failure since the last successful connect, if any: usually the
+    /// reason the pool could not grow.
+    pub last_connect_error: Option<ConnectError<E>>,
+}
+
+/// Why the pool's background connector failed to open a connection.
+pub enum ConnectError<E> {
+    /// The manager's `connect` returned this error.
+    Backend(Arc<E>),
+    /// The manager's `connect` did not finish within the connect timeout.
+    TimedOut(Duration),
+}
+
+impl<E> Clone for ConnectError<E> {
+    fn clone(&self) -> Self {
+        match self {
+            ConnectError::Backend(e) => ConnectError::Backend(Arc::clone(e)),
+            ConnectError::TimedOut(d) => ConnectError::TimedOut(*d),
+        }
+    }
+}
+
+impl<E: fmt::Display> fmt::Display for ConnectError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConnectError::Backend(e) => write!(f, "{e}"),
+            ConnectError::TimedOut(d) => write!(f, "connect timed out after {d:?}"),
+        }
+    }
+}
+
+impl<E: fmt::Debug> fmt::Debug for ConnectError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConnectError::Backend(e) => f.debug_tuple("Backend").field(e).finish(),
+            ConnectError::TimedOut(d) => f.debug_tuple("TimedOut").field(d).finish(),
+        }
+    }
+}
+
+impl<E: fmt::Display> fmt::Display for TimeoutError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = &self.status;
+        write!(
+            f,
+            "timed out after {:?} waiting for a connection (size {}/{} max, {} in use, {} waiting, {} connecting)",
+            self.waited, s.size, s.max_size, s.in_use, s.waiting, s.connecting
+        )?;
+        match &self.last_connect_error {
+            Some(e) => write!(f, "; last connect error: {e}"),
+            None => Ok(()),
+        }
+    }
+}
+
+impl<E: fmt::Debug> fmt::Debug for TimeoutError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TimeoutError")
+            .field("waited", &self.waited)
+            .field("status", &self.status)
+            .field("last_connect_error", &self.last_connect_error)
+            .finish()
+    }
+}
+
+impl<E: fmt::Display> fmt::Display for PoolError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PoolError::Timeout(t) => t.fmt(f),
+            PoolError::Backend(e) => write!(f, "could not open a connection (fatal): {e}"),
+            PoolError::Closed => f.write_str("the pool is closed"),
+            PoolError::TooManyWaiters { max_waiting } => write!(
+                f,
+                "too many callers waiting for a connection (max_waiting = {max_waiting}); request shed"
+            ),
+        }
+    }
+}
+
+impl<E: fmt::Debug> fmt::Debug for PoolError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PoolError::Timeout(t) => f.debug_tuple("Timeout").field(t).finish(),
+            PoolError::Backend(e) => f.debug_tuple("Backend").field(e).finish(),
+            PoolError::Closed => f.write_str("Closed"),
+            PoolError::TooManyWaiters { max_waiting } => f
+                .debug_struct("TooManyWaiters")
+                .field("max_waiting", max_waiting)
+                .finish(),
+        }
+    }
+}
+
+impl<E: StdError + 'static> StdError for PoolError<E> {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.backend_error().map(|e| e as &(dyn StdError + 'static))
+    }
+}
+
+/// An invalid pool configuration, naming the field (and the environment variable, when the
+/// value came from one) and the value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigError {
+    /// A field holds a value the pool cannot work with.
+    Invalid {
+        /// The field, as named in [`Config`](crate::Config).
+        field: &'static str,
+        /// The offending value, as text.
+        value: String,
+        /// What is wrong with it.
+        reason: String,
+        /// The environment variable the value came from, if it came from one.
+        var: Option<String>,
+    },
+    /// An environment variable is set but cannot be parsed.
+    Env {
+        /// The variable's full name.
+        var: String,
+        /// Its value (lossily converted if it was not UTF-8).
+        value: String,
+        /// What was expected.
+        reason: String,
+    },
+    /// `build()` was called outside a Tokio runtime, so the pool's background tasks cannot run.
+    NoRuntime,
+}
+
+impl ConfigError {
+    pub(crate) fn invalid(
+        field: &'static str,
+        value: impl fmt::Display,
+        reason: impl Into<String>,
+    ) -> Self {
+        ConfigError::Invalid {
+            field,
+            value: value.to_string(),
+            reason: reason.into(),
+            var: None,
+        }
+    }
+
+    /// The environment variable this error names, if any.
+    pub fn var(&self) -> Option<&str> {
+        match self {
+            ConfigError::Invalid { var, .. } => var.as_deref(),
+            ConfigError::Env { var, .. } => Some(var),
+            ConfigError::NoRuntime => None,
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::Invalid { field, value, reason, var: Some(var) } => {
+                write!(f, "invalid pool config: {var}={value:?} sets {field}, which {reason}")
+            }
+            ConfigError::Invalid { field, value, reason, var: None } => {
+                write!(f, "invalid pool config: {field} = {value}: {reason}")
+            }
+            ConfigError::Env { var, value, reason } => {
+                write!(f, "invalid pool config: {var}={value:?}: {reason}")
+            }
+            ConfigError::NoRuntime => f.write_str(
+                "the pool must be built inside a Tokio runtime (its background connector and housekeeping tasks run there)",
+            ),
+        }
+    }
+}
+
+impl StdError for ConfigError {}

@@ -1,0 +1,317 @@
+//! The public facade: [`Pool`] and [`PoolBuilder`].
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::acquire;
+use crate::config::{CheckPolicy, Config, QueueMode};
+use crate::error::{ConfigError, PoolError, TimeoutError};
+use crate::inner::Shared;
+use crate::manager::Manager;
+use crate::object::Object;
+use crate::stats::{Stats, Status};
+use crate::{connector, housekeeping, rt};
+
+/// An elastic connection pool: between `min_size` and `max_size` connections, growing on
+/// demand in the background and shrinking idle connections back to the floor.
+///
+/// Cheap to clone (one `Arc`); `Send + Sync`. Dropping the last clone closes the idle
+/// connections and stops the background tasks; checked-out connections close when returned.
+pub struct Pool<M: Manager> {
+    shared: Arc<Shared<M>>,
+}
+
+impl<M: Manager> Clone for Pool<M> {
+    fn clone(&self) -> Self {
+        Pool {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<M: Manager + fmt::Debug> fmt::Debug for Pool<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pool")
+            .field("manager", &self.shared.manager)
+            .field("status", &self.status())
+            .finish()
+    }
+}
+
+impl<M: Manager> Pool<M> {
+    /// A builder with the default [`Config`].
+    pub fn builder(manager: M) -> PoolBuilder<M> {
+        PoolBuilder {
+            manager,
+            config: Config::default(),
+        }
+    }
+
+    /// Builds a pool from a [`Config`]; see [`PoolBuilder::build`].
+    ///
+    /// # Errors
+    /// As [`PoolBuilder::build`].
+    pub fn new(manager: M, config: Config) -> Result<Self, ConfigError> {
+        PoolBuilder { manager, config }.build()
+    }
+
+    /// Checks out a connection, waiting up to the configured `wait_timeout`.
+    ///
+    /// Takes an idle connection if one is free and nobody is queued; otherwise joins the FIFO
+    /// queue (asking the background connector to grow the pool if it is below `max_size`) and
+    /// takes whichever comes first: a returned connection or a new one. The connection is
+    /// health-checked first when the [`CheckPolicy`] asks; one that fails is discarded and the
+    /// caller is served by another.
+    ///
+    /// # Errors
+    /// - [`PoolError::Timeout`] after `wait_timeout`, carrying the last connect error if any;
+    /// - [`PoolError::Backend`] at once when a connect fails with a fatal error;
+    /// - [`PoolError::Closed`] if the pool is or becomes closed;
+    /// - [`PoolError::TooManyWaiters`] when `max_waiting` callers already wait.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: dropping the future at any await point loses no connection and no queue
+    /// slot. A connection handed over just as the caller left goes to the next waiter or back
+    /// to the idle list; one cancelled mid health check is discarded (its state is unknown).
+    ///
+    /// # Example
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use pool_testkit::FakeManager;
+    ///
+    /// let (manager, backend) = FakeManager::new();
+    /// let pool = pool_core::Pool::builder(manager).max_size(2).build().unwrap();
+    /// let conn = pool.get().await.unwrap();
+    /// assert_eq!(pool.status().in_use, 1);
+    /// drop(conn);
+    /// assert_eq!(backend.connects(), 1);
+    /// # }
+    /// ```
+    pub async fn get(&self) -> Result<Object<M>, PoolError<M::Error>> {
+        acquire::acquire(&self.shared, self.shared.config.wait_timeout).await
+    }
+
+    /// [`get`](Pool::get) with its own wait timeout (`None` waits until served or closed).
+    ///
+    /// # Errors
+    /// As [`get`](Pool::get).
+    ///
+    /// # Cancel safety
+    /// As [`get`](Pool::get).
+    pub async fn get_timeout(
+        &self,
+        timeout: Option<Duration>,
+    ) -> Result<Object<M>, PoolError<M::Error>> {
+        acquire::acquire(&self.shared, timeout).await
+    }
+
+    /// Waits until the pool has opened its `min_size` connections.
+    ///
+    /// # Errors
+    /// [`PoolError::Timeout`] (with the last connect error) if the floor is not met in time,
+    /// [`PoolError::Closed`] if the pool closes.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: it only observes the pool.
+    pub async fn wait_ready(&self, timeout: Duration) -> Result<(), PoolError<M::Error>> {
+        let start = rt::now();
+        let deadline = start + timeout;
+        loop {
+            let changed = self.shared.signals.size_changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            {
+                let st = self.shared.state.lock();
+                if st.closed {
+                    return Err(PoolError::Closed);
+                }
+                if st.size >= st.min_size {
+                    return Ok(());
+                }
+                if rt::now() >= deadline {
+                    return Err(PoolError::Timeout(TimeoutError {
+                        waited: rt::now().saturating_duration_since(start),
+                        status: st.status(),
+                        last_connect_error: st.last_error.clone(),
+                    }));
+                }
+            }
+            let _ = tokio::time::timeout_at(deadline, changed).await;
+        }
+    }
+
+    /// A snapshot of sizes and the queue (eventually consistent).
+    pub fn status(&self) -> Status {
+        self.shared.state.lock().status()
+    }
+
+    /// Cumulative counters (eventually consistent).
+    pub fn stats(&self) -> Stats {
+        self.shared.state.lock().stats
+    }
+
+    /// The configuration the pool was built with (`min_size`/`max_size` as built; see
+    /// [`status`](Pool::status) for the current ones after [`resize`](Pool::resize)).
+    pub fn config(&self) -> &Config {
+        &self.shared.config
+    }
+
+    /// The manager.
+    pub fn manager(&self) -> &M {
+        &self.shared.manager
+    }
+
+    /// Changes the floor and the ceiling. Growing takes effect in the background; shrinking
+    /// closes idle connections above the new ceiling now and checked-out ones when returned.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming `max_size` or `min_size` when `max == 0` or `min > max`;
+    /// the pool is left unchanged.
+    pub fn resize(&self, min_size: usize, max_size: usize) -> Result<(), ConfigError> {
+        let check = Config {
+            min_size,
+            max_size,
+            ..self.shared.config.clone()
+        };
+        check.validate()?;
+        {
+            let mut st = self.shared.state.lock();
+            st.min_size = min_size;
+            st.max_size = max_size;
+        }
+        self.shared.signals.housekeeper.notify_one();
+        self.shared.signals.connector.notify_one();
+        Ok(())
+    }
+
+    /// Closes the pool: queued callers get [`PoolError::Closed`], idle connections close now,
+    /// checked-out ones close when returned, and new `get()` calls fail with `Closed`.
+    pub fn close(&self) {
+        self.shared.close();
+    }
+
+    /// Has [`close`](Pool::close) been called?
+    pub fn is_closed(&self) -> bool {
+        self.shared.state.lock().closed
+    }
+
+    /// Closes the pool and waits until every connection, including checked-out ones and
+    /// connects in flight, has closed.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: the pool stays closed; dropping the future only stops the waiting.
+    pub async fn close_and_wait(&self) {
+        self.close();
+        loop {
+            let changed = self.shared.signals.size_changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            {
+                let st = self.shared.state.lock();
+                if st.size == 0 && st.connecting == 0 {
+                    return;
+                }
+            }
+            changed.await;
+        }
+    }
+}
+
+/// Builds a [`Pool`]: every [`Config`] field has a setter; [`build`](PoolBuilder::build)
+/// validates them.
+#[derive(Debug)]
+pub struct PoolBuilder<M> {
+    manager: M,
+    config: Config,
+}
+
+macro_rules! setters {
+    ($($(#[$doc:meta])* $name:ident: $ty:ty),* $(,)?) => {
+        $(
+            $(#[$doc])*
+            pub fn $name(mut self, value: $ty) -> Self {
+                self.config.$name = value;
+                self
+            }
+        )*
+    };
+}
+
+impl<M: Manager> PoolBuilder<M> {
+    setters! {
+        /// See [`Config::min_size`].
+        min_size: usize,
+        /// See [`Config::max_size`].
+        max_size: usize,
+        /// See [`Config::max_idle`].
+        max_idle: Option<Duration>,
+        /// See [`Config::max_lifetime`].
+        max_lifetime: Option<Duration>,
+        /// See [`Config::wait_timeout`].
+        wait_timeout: Option<Duration>,
+        /// See [`Config::connect_timeout`].
+        connect_timeout: Duration,
+        /// See [`Config::check`].
+        check: CheckPolicy,
+        /// See [`Config::check_timeout`].
+        check_timeout: Duration,
+        /// See [`Config::queue_mode`].
+        queue_mode: QueueMode,
+        /// See [`Config::max_waiting`].
+        max_waiting: Option<usize>,
+        /// See [`Config::connect_concurrency`].
+        connect_concurrency: usize,
+        /// See [`Config::backoff_base`].
+        backoff_base: Duration,
+        /// See [`Config::backoff_cap`].
+        backoff_cap: Duration,
+        /// See [`Config::slow_acquire_threshold`].
+        slow_acquire_threshold: Option<Duration>,
+        /// See [`Config::housekeeping_interval`].
+        housekeeping_interval: Duration,
+    }
+
+    /// Replaces the whole configuration.
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Applies the environment overrides under `prefix` (see [`Config::from_env`]).
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the variable and its value.
+    pub fn env(mut self, prefix: &str) -> Result<Self, ConfigError> {
+        self.config = self.config.with_env(prefix)?;
+        Ok(self)
+    }
+
+    /// The configuration so far.
+    pub fn current_config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Validates the configuration and starts the pool. Returns at once: the pool opens its
+    /// `min_size` connections in the background (see [`Pool::wait_ready`]).
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming the first invalid field and its value;
+    /// [`ConfigError::NoRuntime`] outside a Tokio runtime.
+    pub fn build(self) -> Result<Pool<M>, ConfigError> {
+        self.config.validate()?;
+        if !rt::has_runtime() {
+            return Err(ConfigError::NoRuntime);
+        }
+        let shared = Arc::new(Shared::new(self.manager, self.config));
+        let signals = Arc::clone(&shared.signals);
+        rt::try_spawn(connector::run(
+            Arc::downgrade(&shared),
+            Arc::clone(&signals),
+        ));
+        rt::try_spawn(housekeeping::run(Arc::downgrade(&shared), signals));
+        shared.signals.connector.notify_one();
+        Ok(Pool { shared })
+    }
+}

@@ -1,0 +1,59 @@
+//! `status()` and `stats()` snapshots.
+
+use std::time::Duration;
+
+/// A snapshot of the pool's size and queue, taken under the pool's lock.
+///
+/// Eventually consistent: it was true at the instant it was taken and may be stale by the time
+/// it is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Status {
+    /// Open connections: idle plus in use.
+    pub size: usize,
+    /// Connections waiting in the pool, ready to hand out.
+    pub idle: usize,
+    /// Connections checked out (including ones handed to a waiter that has not yet run).
+    pub in_use: usize,
+    /// Callers queued for a connection.
+    pub waiting: usize,
+    /// Connects in flight in the background.
+    pub connecting: usize,
+    /// The floor the pool keeps open.
+    pub min_size: usize,
+    /// The ceiling the pool never exceeds.
+    pub max_size: usize,
+}
+
+/// Cumulative counters since the pool was built, named like psycopg_pool's `get_stats()`.
+///
+/// Eventually consistent, like [`Status`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Stats {
+    /// Connections requested (`get()` calls).
+    pub requests_num: u64,
+    /// Requests that had to wait in the queue.
+    pub requests_queued: u64,
+    /// Total time callers spent waiting, in milliseconds.
+    pub requests_wait_ms: u64,
+    /// Requests that ended in an error (timeout, fatal backend error, closed, shed).
+    pub requests_errors: u64,
+    /// Total time connections spent checked out, in milliseconds.
+    pub usage_ms: u64,
+    /// Connections returned broken (`has_broken`) and closed.
+    pub returns_bad: u64,
+    /// Connections opened.
+    pub connections_num: u64,
+    /// Total time spent opening connections, in milliseconds.
+    pub connections_ms: u64,
+    /// Failed connect attempts.
+    pub connections_errors: u64,
+    /// Connections found dead by a health check (failed or timed out) and discarded.
+    pub connections_lost: u64,
+    /// Connections closed by the pool for any reason (idle shrink, lifetime, broken, failed
+    /// check, resize, close).
+    pub connections_closed: u64,
+}
+
+pub(crate) fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}

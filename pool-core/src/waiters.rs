@@ -1,0 +1,118 @@
+//! The FIFO queue of callers waiting for a connection.
+//!
+//! # Implementation details
+//!
+//! Each waiter owns a slot in a slab (a `Vec` with a free list), so enqueueing and leaving
+//! reuse memory and allocate nothing once the slab has grown to the peak number of waiters.
+//! `queue` holds the keys of the slots still waiting, oldest first. A slot moves from
+//! `Waiting` to `Ready` (a connection handed off) or `Failed` (an error handed over) when it is
+//! popped from the queue; only the waiter that owns the key frees it, so keys never alias.
+//! Everything here is guarded by the pool's state lock.
+
+use std::collections::VecDeque;
+use std::task::Waker;
+
+use crate::error::PoolError;
+use crate::inner::Conn;
+
+pub(crate) enum Slot<C, E> {
+    /// Still queued; the waker of the task to wake on hand-off.
+    Waiting(Option<Waker>),
+    /// A connection was handed to this waiter.
+    Ready(Conn<C>),
+    /// An error was handed to this waiter.
+    Failed(PoolError<E>),
+    /// Free; the next free slot, if any.
+    Vacant(Option<usize>),
+}
+
+pub(crate) struct Waiters<C, E> {
+    slots: Vec<Slot<C, E>>,
+    free: Option<usize>,
+    queue: VecDeque<usize>,
+}
+
+impl<C, E> Waiters<C, E> {
+    pub(crate) fn new() -> Self {
+        Waiters {
+            slots: Vec::new(),
+            free: None,
+            queue: VecDeque::new(),
+        }
+    }
+
+    /// Callers still queued.
+    pub(crate) fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    /// Queues a new waiter at the back and returns its key.
+    pub(crate) fn push(&mut self) -> usize {
+        let key = match self.free {
+            Some(key) => {
+                let Slot::Vacant(next) = self.slots[key] else {
+                    unreachable!("free list points at an occupied slot")
+                };
+                self.free = next;
+                self.slots[key] = Slot::Waiting(None);
+                key
+            }
+            None => {
+                self.slots.push(Slot::Waiting(None));
+                self.slots.len() - 1
+            }
+        };
+        self.queue.push_back(key);
+        key
+    }
+
+    pub(crate) fn slot_mut(&mut self, key: usize) -> &mut Slot<C, E> {
+        &mut self.slots[key]
+    }
+
+    /// Takes the oldest queued waiter out of the queue and gives it `conn`; returns the waker
+    /// to call once the lock is released. `Err(conn)` if nobody is waiting.
+    pub(crate) fn hand_off(&mut self, conn: Conn<C>) -> Result<Option<Waker>, Conn<C>> {
+        let Some(key) = self.queue.pop_front() else {
+            return Err(conn);
+        };
+        Ok(self.fill(key, Slot::Ready(conn)))
+    }
+
+    /// Fails every queued waiter with the error `make` builds; pushes their wakers to `wake`.
+    pub(crate) fn fail_all(
+        &mut self,
+        mut make: impl FnMut() -> PoolError<E>,
+        wake: &mut Vec<Waker>,
+    ) {
+        while let Some(key) = self.queue.pop_front() {
+            if let Some(w) = self.fill(key, Slot::Failed(make())) {
+                wake.push(w);
+            }
+        }
+    }
+
+    fn fill(&mut self, key: usize, with: Slot<C, E>) -> Option<Waker> {
+        match std::mem::replace(&mut self.slots[key], with) {
+            Slot::Waiting(waker) => waker,
+            _ => unreachable!("a queued key always names a waiting slot"),
+        }
+    }
+
+    /// Frees the waiter's slot and returns what was in it; a still-waiting one also leaves the
+    /// queue.
+    pub(crate) fn remove(&mut self, key: usize) -> Slot<C, E> {
+        let slot = std::mem::replace(&mut self.slots[key], Slot::Vacant(self.free));
+        self.free = Some(key);
+        if matches!(slot, Slot::Waiting(_)) {
+            if let Some(pos) = self.queue.iter().position(|&k| k == key) {
+                self.queue.remove(pos);
+            }
+        }
+        slot
+    }
+}

@@ -1,0 +1,21 @@
+//! Test doubles for `pool-core`: a fake backend whose every `connect` and `check` can be
+//! scripted, which can break live connections and counts what the pool did to it.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() {
+//! use pool_testkit::{FakeManager, Step};
+//! use std::time::Duration;
+//!
+//! let (manager, backend) = FakeManager::new();
+//! backend.script_connect([Step::Transient, Step::Slow(Duration::from_millis(150))]);
+//! let pool = pool_core::Pool::builder(manager).min_size(1).build().unwrap();
+//! pool.wait_ready(Duration::from_secs(5)).await.unwrap();
+//! assert_eq!(backend.connect_attempts(), 2);
+//! assert_eq!(backend.live(), 1);
+//! # }
+//! ```
+
+mod fake;
+
+pub use fake::{FakeConn, FakeError, FakeHandle, FakeManager, Step};
