@@ -22,7 +22,7 @@
 
 use std::collections::VecDeque;
 use std::hash::{BuildHasher, Hasher};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::Waker;
 use std::time::Duration;
@@ -83,6 +83,8 @@ pub(crate) struct Shared<M: Manager> {
     pub(crate) config: Config,
     pub(crate) state: Mutex<State<M::Connection, M::Error>>,
     pub(crate) signals: Arc<Signals>,
+    /// Live `Pool` handles; the last one to go closes the pool.
+    pub(crate) handles: AtomicUsize,
 }
 
 /// What the connector should do next.
@@ -229,6 +231,7 @@ impl<M: Manager> Shared<M> {
                 size_changed: Notify::new(),
                 shutdown: AtomicBool::new(false),
             }),
+            handles: AtomicUsize::new(1),
         }
     }
 

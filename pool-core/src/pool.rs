@@ -1,6 +1,7 @@
 //! The public facade: [`Pool`] and [`PoolBuilder`].
 
 use std::fmt;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,8 +25,18 @@ pub struct Pool<M: Manager> {
 
 impl<M: Manager> Clone for Pool<M> {
     fn clone(&self) -> Self {
+        self.shared.handles.fetch_add(1, Ordering::Relaxed);
         Pool {
             shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<M: Manager> Drop for Pool<M> {
+    fn drop(&mut self) {
+        if self.shared.handles.fetch_sub(1, Ordering::AcqRel) == 1 {
+            // The last handle: nobody can ask for a connection any more.
+            self.shared.close();
         }
     }
 }

@@ -9,21 +9,34 @@ use pool_core::{CheckPolicy, Pool, PoolError};
 use pool_testkit::{FakeHandle, FakeManager, Step};
 use tokio_test::task;
 
-const OUTCOMES: [Step; 4] = [Step::Ok, Step::Transient, Step::Slow(std::time::Duration::from_millis(50)), Step::Never];
+const OUTCOMES: [Step; 4] = [
+    Step::Ok,
+    Step::Transient,
+    Step::Slow(std::time::Duration::from_millis(50)),
+    Step::Never,
+];
 
 fn assert_quiet(pool: &Pool<FakeManager>, backend: &FakeHandle, what: &str) {
     let s = pool.status();
     assert_eq!(s.size, s.idle + s.in_use, "{what}: {s:?}");
     assert_eq!(s.waiting, 0, "{what}: a waiter entry leaked: {s:?}");
-    assert_eq!(s.in_use, 0, "{what}: a connection is still counted in use: {s:?}");
-    assert_eq!(backend.live(), s.size, "{what}: backend live vs size: {s:?}");
+    assert_eq!(
+        s.in_use, 0,
+        "{what}: a connection is still counted in use: {s:?}"
+    );
+    assert_eq!(
+        backend.live(),
+        s.size,
+        "{what}: backend live vs size: {s:?}"
+    );
     assert!(s.size <= s.max_size, "{what}: {s:?}");
 }
 
 /// Three callers; caller 0 is dropped after `cancel_at` steps of 10 ms, caller 1 has a wait
 /// timeout of the same length, caller 2 waits on. Afterwards the backend recovers.
 async fn scenario(min: usize, connect: Step, check: Step, cancel_at: u32) {
-    let what = format!("min {min}, connect {connect:?}, check {check:?}, cancel at step {cancel_at}");
+    let what =
+        format!("min {min}, connect {connect:?}, check {check:?}, cancel at step {cancel_at}");
     let (manager, backend) = FakeManager::new();
     let pool = Pool::builder(manager)
         .min_size(min)
@@ -39,7 +52,9 @@ async fn scenario(min: usize, connect: Step, check: Step, cancel_at: u32) {
     backend.script_check([check]);
 
     let mut c0 = Some(task::spawn(pool.get()));
-    let mut c1 = Some(task::spawn(pool.get_timeout(Some(ms(u64::from(cancel_at) * 10 + 5)))));
+    let mut c1 = Some(task::spawn(
+        pool.get_timeout(Some(ms(u64::from(cancel_at) * 10 + 5))),
+    ));
     let mut c2 = task::spawn(pool.get());
     let mut c2_conn = None;
     let mut c0_served = None;
@@ -82,7 +97,11 @@ async fn scenario(min: usize, connect: Step, check: Step, cancel_at: u32) {
     }
     drop(c0);
     drop(c1);
-    assert!(c2_conn.is_some(), "{what}: caller 2 was never served; status {:?}", pool.status());
+    assert!(
+        c2_conn.is_some(),
+        "{what}: caller 2 was never served; status {:?}",
+        pool.status()
+    );
     drop(c2_conn);
     if let Some(r) = c0_served {
         r.unwrap_or_else(|e| panic!("{what}: caller 0 got {e:?}"));
@@ -96,11 +115,18 @@ async fn scenario(min: usize, connect: Step, check: Step, cancel_at: u32) {
     assert_eq!(pool.status().connecting, 0, "{what}");
     assert_quiet(&pool, &backend, &what);
     // And the pool still serves.
-    let conn = pool.get_timeout(Some(secs(1))).await.unwrap_or_else(|e| panic!("{what}: {e:?}"));
+    let conn = pool
+        .get_timeout(Some(secs(1)))
+        .await
+        .unwrap_or_else(|e| panic!("{what}: {e:?}"));
     drop(conn);
     assert_quiet(&pool, &backend, &what);
     pool.close_and_wait().await;
-    assert_eq!(backend.live(), 0, "{what}: every connection closed after close");
+    assert_eq!(
+        backend.live(),
+        0,
+        "{what}: every connection closed after close"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -156,7 +182,11 @@ async fn a_caller_cancelled_mid_check_discards_the_connection() {
     assert!(t.poll().is_pending());
     assert_eq!(backend.checks(), 1);
     drop(t);
-    assert_eq!(backend.closed(), 1, "a connection in an unknown state is not reused");
+    assert_eq!(
+        backend.closed(),
+        1,
+        "a connection in an unknown state is not reused"
+    );
     settle().await;
     assert_eq!(pool.status().size, 1, "replaced");
     assert_accounted(&pool, &backend, 0);

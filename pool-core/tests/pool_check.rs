@@ -11,7 +11,10 @@ async fn a_failed_check_discards_that_connection_and_the_caller_gets_a_healthy_o
     let pool = builder.check(CheckPolicy::Always).build().unwrap();
     pool.wait_ready(secs(1)).await.unwrap();
     backend.script_check([Step::Transient]);
-    let conn = pool.get().await.expect("the caller never sees the failed check");
+    let conn = pool
+        .get()
+        .await
+        .expect("the caller never sees the failed check");
     assert_eq!(backend.checks(), 2, "the failed one, then the healthy one");
     let stats = pool.stats();
     assert_eq!(stats.connections_lost, 1);
@@ -50,7 +53,11 @@ async fn a_check_that_hangs_times_out_and_the_connection_is_discarded() {
     backend.script_check([Step::Never]);
     let t0 = tokio::time::Instant::now();
     let conn = pool.get().await.unwrap();
-    assert_eq!(t0.elapsed(), ms(200), "one check timeout, then a fresh connect (instant)");
+    assert_eq!(
+        t0.elapsed(),
+        ms(200),
+        "one check timeout, then a fresh connect (instant)"
+    );
     assert_eq!(conn.id(), 2);
     assert_eq!(pool.stats().connections_lost, 1);
 }
@@ -65,7 +72,11 @@ async fn idle_longer_than_checks_only_connections_idle_past_the_threshold() {
     pool.wait_ready(secs(1)).await.unwrap();
     drop(pool.get().await.unwrap());
     drop(pool.get().await.unwrap());
-    assert_eq!(backend.checks(), 0, "fresh and just-returned connections are not checked");
+    assert_eq!(
+        backend.checks(),
+        0,
+        "fresh and just-returned connections are not checked"
+    );
     tokio::time::sleep(secs(2)).await;
     drop(pool.get().await.unwrap());
     assert_eq!(backend.checks(), 1);
@@ -98,7 +109,11 @@ async fn discard_and_take_leave_the_pool_and_let_it_replace_them() {
     let conn = pool.get().await.unwrap();
     let raw = pool_core::Object::take(conn);
     settle().await;
-    assert_eq!(pool.status().size, 1, "replaced; the detached one is no longer counted");
+    assert_eq!(
+        pool.status().size,
+        1,
+        "replaced; the detached one is no longer counted"
+    );
     assert_accounted(&pool, &backend, 1);
     drop(raw);
     assert_accounted(&pool, &backend, 0);

@@ -15,7 +15,9 @@ async fn a_fatal_connect_error_reaches_the_waiting_caller_at_once() {
     let t0 = Instant::now();
     let err = pool.get().await.unwrap_err();
     assert_eq!(t0.elapsed(), ms(0), "no time passes");
-    let PoolError::Backend(e) = &err else { panic!("expected Backend, got {err:?}") };
+    let PoolError::Backend(e) = &err else {
+        panic!("expected Backend, got {err:?}")
+    };
     assert_eq!(e.class, ErrorClass::Fatal);
     assert!(err.to_string().contains("fatal"), "{err}");
     assert!(std::error::Error::source(&err).is_some());
@@ -69,14 +71,24 @@ async fn a_wait_that_times_out_carries_the_last_connect_error() {
     let t0 = Instant::now();
     let err = pool.get().await.unwrap_err();
     assert_eq!(t0.elapsed(), secs(2));
-    let PoolError::Timeout(t) = &err else { panic!("expected Timeout, got {err:?}") };
+    let PoolError::Timeout(t) = &err else {
+        panic!("expected Timeout, got {err:?}")
+    };
     assert_eq!(t.waited, secs(2));
-    let Some(ConnectError::Backend(e)) = &t.last_connect_error else { panic!("{err:?}") };
+    let Some(ConnectError::Backend(e)) = &t.last_connect_error else {
+        panic!("{err:?}")
+    };
     assert_eq!(e.class, ErrorClass::Transient);
     assert!(err.backend_error().is_some());
     let text = err.to_string();
-    assert!(text.starts_with("timed out after 2s waiting for a connection"), "{text}");
-    assert!(text.contains("last connect error: fake backend: connect refused (transient)"), "{text}");
+    assert!(
+        text.starts_with("timed out after 2s waiting for a connection"),
+        "{text}"
+    );
+    assert!(
+        text.contains("last connect error: fake backend: connect refused (transient)"),
+        "{text}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -86,7 +98,11 @@ async fn a_connect_that_hangs_times_out_and_counts_as_transient() {
     let pool = builder.connect_timeout(secs(1)).build().unwrap();
     let t0 = Instant::now();
     let conn = pool.get().await.unwrap();
-    assert!(t0.elapsed() >= secs(1) && t0.elapsed() <= ms(1010), "{:?}", t0.elapsed());
+    assert!(
+        t0.elapsed() >= secs(1) && t0.elapsed() <= ms(1010),
+        "{:?}",
+        t0.elapsed()
+    );
     assert_eq!(backend.connect_attempts(), 2);
     drop(conn);
     let timed_out = pool.get_timeout(Some(ms(1))).await;
@@ -127,11 +143,18 @@ async fn an_outage_is_retried_at_the_backoff_rate_whatever_the_number_of_callers
     // 100 callers timed out about 6000 times, yet the connector alone retried: with delays
     // drawn from [0, 2 s] once the cap is reached, about one attempt a second.
     assert!(timeouts >= 5900, "{timeouts}");
-    assert!((20..=150).contains(&attempts), "connect attempts during the outage: {attempts}");
+    assert!(
+        (20..=150).contains(&attempts),
+        "connect attempts during the outage: {attempts}"
+    );
     // The server comes back: the pool serves again within about the backoff cap.
     backend.set_connect_default(Step::Ok);
     let back = Instant::now();
     let conn = pool.get_timeout(Some(secs(5))).await.unwrap();
-    assert!(back.elapsed() <= secs(2), "served {:?} after recovery", back.elapsed());
+    assert!(
+        back.elapsed() <= secs(2),
+        "served {:?} after recovery",
+        back.elapsed()
+    );
     drop(conn);
 }

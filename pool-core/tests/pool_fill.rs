@@ -44,12 +44,23 @@ async fn wait_ready_times_out_cleanly_when_backend_is_down() {
     let t0 = Instant::now();
     let err = pool.wait_ready(secs(3)).await.unwrap_err();
     assert_eq!(t0.elapsed(), secs(3));
-    let PoolError::Timeout(t) = &err else { panic!("expected a timeout, got {err:?}") };
+    let PoolError::Timeout(t) = &err else {
+        panic!("expected a timeout, got {err:?}")
+    };
     assert_eq!(t.status.size, 0);
-    assert!(matches!(t.last_connect_error, Some(ConnectError::Backend(_))), "{err:?}");
+    assert!(
+        matches!(t.last_connect_error, Some(ConnectError::Backend(_))),
+        "{err:?}"
+    );
     let text = err.to_string();
-    assert!(text.contains("last connect error: fake backend: connect refused"), "{text}");
-    assert!(backend.connect_attempts() >= 2, "the connector kept retrying");
+    assert!(
+        text.contains("last connect error: fake backend: connect refused"),
+        "{text}"
+    );
+    assert!(
+        backend.connect_attempts() >= 2,
+        "the connector kept retrying"
+    );
     // Once the backend is back, the floor is met.
     backend.set_connect_default(Step::Ok);
     pool.wait_ready(secs(3)).await.unwrap();
@@ -63,7 +74,11 @@ async fn wait_ready_with_zero_floor_is_immediate() {
     let pool = builder.build().unwrap();
     pool.wait_ready(ms(1)).await.unwrap();
     pass(ms(10)).await;
-    assert_eq!(backend.connect_attempts(), 0, "no floor, no demand, no connects");
+    assert_eq!(
+        backend.connect_attempts(),
+        0,
+        "no floor, no demand, no connects"
+    );
 }
 
 #[test]

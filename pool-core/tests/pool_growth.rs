@@ -68,10 +68,17 @@ async fn the_spike_is_served_by_returns_not_connects() {
     assert_eq!(waits.len(), 50);
     // Five connections clear 50 checkouts of 2 ms in 20 ms, long before a connect finishes.
     assert_eq!(burst, ms(20), "burst duration");
-    assert!(max_wait < ms(150), "every caller was served by a return: max wait {max_wait:?}");
+    assert!(
+        max_wait < ms(150),
+        "every caller was served by a return: max wait {max_wait:?}"
+    );
     // Let any connect started during the burst finish: at most one was.
     pass(ms(300)).await;
-    assert!(backend.connects() <= 6, "opened {} connections", backend.connects());
+    assert!(
+        backend.connects() <= 6,
+        "opened {} connections",
+        backend.connects()
+    );
     assert_eq!(pool.stats().connections_num, backend.connects());
     assert_accounted(&pool, &backend, 0);
 }

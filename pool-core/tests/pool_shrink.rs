@@ -18,7 +18,11 @@ async fn burst_to(pool: &pool_core::Pool<pool_testkit::FakeManager>, n: usize) {
 #[tokio::test(start_paused = true)]
 async fn idle_connections_shrink_back_to_the_floor_never_below() {
     let (builder, backend) = fake(2, 8);
-    let pool = builder.max_idle(Some(secs(300))).max_lifetime(None).build().unwrap();
+    let pool = builder
+        .max_idle(Some(secs(300)))
+        .max_lifetime(None)
+        .build()
+        .unwrap();
     pool.wait_ready(secs(1)).await.unwrap();
     burst_to(&pool, 8).await;
     assert_eq!(pool.status().idle, 8);
@@ -37,7 +41,11 @@ async fn idle_connections_shrink_back_to_the_floor_never_below() {
 #[tokio::test(start_paused = true)]
 async fn a_steady_low_rate_keeps_just_what_it_needs() {
     let (builder, backend) = fake(1, 8);
-    let pool = builder.max_idle(Some(secs(300))).max_lifetime(None).build().unwrap();
+    let pool = builder
+        .max_idle(Some(secs(300)))
+        .max_lifetime(None)
+        .build()
+        .unwrap();
     burst_to(&pool, 8).await;
     // Two callers, each checking out once a second for 100 ms, for 20 minutes.
     let mut set = JoinSet::new();
@@ -94,7 +102,11 @@ async fn max_lifetime_retires_spread_over_the_jitter_window_without_dropping_bel
         tokio::time::advance(ms(100)).await;
         settle().await;
         let s = pool.status();
-        assert!(s.size >= 10, "dropped below the floor at {} ms: {s:?}", step * 100);
+        assert!(
+            s.size >= 10,
+            "dropped below the floor at {} ms: {s:?}",
+            step * 100
+        );
         assert!(s.size <= 12);
         let closed = backend.closed();
         for _ in seen_closed..closed {
@@ -102,10 +114,20 @@ async fn max_lifetime_retires_spread_over_the_jitter_window_without_dropping_bel
         }
         seen_closed = closed;
     }
-    assert_eq!(retired_at.len(), 10, "each original retired once: {retired_at:?}");
-    assert!(retired_at.iter().all(|&t| (95_000..=100_100).contains(&t)), "within the 5 % jitter window: {retired_at:?}");
+    assert_eq!(
+        retired_at.len(),
+        10,
+        "each original retired once: {retired_at:?}"
+    );
+    assert!(
+        retired_at.iter().all(|&t| (95_000..=100_100).contains(&t)),
+        "within the 5 % jitter window: {retired_at:?}"
+    );
     let distinct: BTreeSet<_> = retired_at.iter().collect();
-    assert!(distinct.len() >= 5, "spread out, not all at once: {retired_at:?}");
+    assert!(
+        distinct.len() >= 5,
+        "spread out, not all at once: {retired_at:?}"
+    );
     assert_eq!(backend.connects(), 20, "each replaced once");
     assert_eq!(pool.status().size, 10);
     assert_accounted(&pool, &backend, 0);
@@ -122,6 +144,10 @@ async fn an_expired_connection_in_use_closes_on_return_and_is_replaced() {
     drop(c);
     settle().await;
     let c = pool.get().await.unwrap();
-    assert_ne!(c.id(), first, "the expired connection was not handed out again");
+    assert_ne!(
+        c.id(),
+        first,
+        "the expired connection was not handed out again"
+    );
     assert_eq!(pool.status().size, 1);
 }

@@ -48,8 +48,15 @@ pub async fn pass(d: Duration) {
 pub fn assert_accounted(pool: &Pool<FakeManager>, backend: &FakeHandle, detached: usize) {
     let s = pool.status();
     assert_eq!(s.size, s.idle + s.in_use, "size = idle + in use: {s:?}");
-    assert_eq!(backend.live(), s.size + detached, "backend live vs pool size: {s:?}");
+    assert_eq!(
+        backend.live(),
+        s.size + detached,
+        "backend live vs pool size: {s:?}"
+    );
     if s.waiting > 0 {
-        assert_eq!(s.idle, 0, "a waiter waits while a connection is idle: {s:?}");
+        assert_eq!(
+            s.idle, 0,
+            "a waiter waits while a connection is idle: {s:?}"
+        );
     }
 }
