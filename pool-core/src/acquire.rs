@@ -12,7 +12,8 @@
 //!
 //! The health check runs on an [`Object`] flagged `checking`: if the caller is cancelled during
 //! the check, the guard discards the connection (its protocol state is unknown) instead of
-//! returning it. A failed check discards the connection and the caller goes round again.
+//! returning it. A failed check discards the connection and the caller goes round again, back
+//! in the queue at the place its first arrival earned (it keeps its ticket).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -43,9 +44,10 @@ pub(crate) async fn acquire<M: Manager>(
     let start = rt::now();
     let deadline = timeout.map(|t| start + t);
     let mut first_round = true;
+    let mut ticket = None;
     loop {
         let mut queued = false;
-        let conn = match enter(shared, first_round) {
+        let conn = match enter(shared, first_round, &mut ticket) {
             Err(e) => return Err(e),
             Ok(First::Idle(conn)) => conn,
             Ok(First::Queued(key)) => {
@@ -122,6 +124,7 @@ fn needs_check(policy: CheckPolicy, idle_since: Instant, now: Instant) -> bool {
 fn enter<M: Manager>(
     shared: &Shared<M>,
     first_round: bool,
+    ticket: &mut Option<u64>,
 ) -> Result<First<M::Connection>, PoolError<M::Error>> {
     let mut st = shared.state.lock();
     if first_round {
@@ -140,7 +143,8 @@ fn enter<M: Manager>(
             return Err(PoolError::TooManyWaiters { max_waiting });
         }
     }
-    let key = st.waiters.push();
+    let (key, t) = st.waiters.push(*ticket);
+    *ticket = Some(t);
     if first_round {
         st.stats.requests_queued += 1;
     }

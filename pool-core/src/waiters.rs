@@ -4,7 +4,9 @@
 //!
 //! Each waiter owns a slot in a slab (a `Vec` with a free list), so enqueueing and leaving
 //! reuse memory and allocate nothing once the slab has grown to the peak number of waiters.
-//! `queue` holds the keys of the slots still waiting, oldest first. A slot moves from
+//! `queue` holds `(ticket, key)` for the slots still waiting, sorted by ticket: a caller draws
+//! a ticket when it first queues and keeps it if it has to queue again (its connection failed
+//! the health check), so it goes back to the place its arrival earned, ahead of later callers. A slot moves from
 //! `Waiting` to `Ready` (a connection handed off) or `Failed` (an error handed over) when it is
 //! popped from the queue; only the waiter that owns the key frees it, so keys never alias.
 //! Everything here is guarded by the pool's state lock.
@@ -29,7 +31,8 @@ pub(crate) enum Slot<C, E> {
 pub(crate) struct Waiters<C, E> {
     slots: Vec<Slot<C, E>>,
     free: Option<usize>,
-    queue: VecDeque<usize>,
+    queue: VecDeque<(u64, usize)>,
+    next_ticket: u64,
 }
 
 impl<C, E> Waiters<C, E> {
@@ -38,6 +41,7 @@ impl<C, E> Waiters<C, E> {
             slots: Vec::new(),
             free: None,
             queue: VecDeque::new(),
+            next_ticket: 0,
         }
     }
 
@@ -50,8 +54,9 @@ impl<C, E> Waiters<C, E> {
         self.queue.is_empty()
     }
 
-    /// Queues a new waiter at the back and returns its key.
-    pub(crate) fn push(&mut self) -> usize {
+    /// Queues a waiter and returns its key and ticket: a new caller (`ticket: None`) at the
+    /// back; one going round again in the place its ticket earned.
+    pub(crate) fn push(&mut self, ticket: Option<u64>) -> (usize, u64) {
         let key = match self.free {
             Some(key) => {
                 let Slot::Vacant(next) = self.slots[key] else {
@@ -66,8 +71,20 @@ impl<C, E> Waiters<C, E> {
                 self.slots.len() - 1
             }
         };
-        self.queue.push_back(key);
-        key
+        let ticket = match ticket {
+            Some(t) => {
+                let at = self.queue.partition_point(|&(other, _)| other < t);
+                self.queue.insert(at, (t, key));
+                t
+            }
+            None => {
+                let t = self.next_ticket;
+                self.next_ticket += 1;
+                self.queue.push_back((t, key));
+                t
+            }
+        };
+        (key, ticket)
     }
 
     pub(crate) fn slot_mut(&mut self, key: usize) -> &mut Slot<C, E> {
@@ -77,7 +94,7 @@ impl<C, E> Waiters<C, E> {
     /// Takes the oldest queued waiter out of the queue and gives it `conn`; returns the waker
     /// to call once the lock is released. `Err(conn)` if nobody is waiting.
     pub(crate) fn hand_off(&mut self, conn: Conn<C>) -> Result<Option<Waker>, Conn<C>> {
-        let Some(key) = self.queue.pop_front() else {
+        let Some((_, key)) = self.queue.pop_front() else {
             return Err(conn);
         };
         Ok(self.fill(key, Slot::Ready(conn)))
@@ -89,7 +106,7 @@ impl<C, E> Waiters<C, E> {
         mut make: impl FnMut() -> PoolError<E>,
         wake: &mut Vec<Waker>,
     ) {
-        while let Some(key) = self.queue.pop_front() {
+        while let Some((_, key)) = self.queue.pop_front() {
             if let Some(w) = self.fill(key, Slot::Failed(make())) {
                 wake.push(w);
             }
@@ -109,7 +126,7 @@ impl<C, E> Waiters<C, E> {
         let slot = std::mem::replace(&mut self.slots[key], Slot::Vacant(self.free));
         self.free = Some(key);
         if matches!(slot, Slot::Waiting(_)) {
-            if let Some(pos) = self.queue.iter().position(|&k| k == key) {
+            if let Some(pos) = self.queue.iter().position(|&(_, k)| k == key) {
                 self.queue.remove(pos);
             }
         }

@@ -2,6 +2,7 @@
 mod common;
 
 use common::*;
+use pool_testkit::Step;
 use tokio_test::task;
 use tokio_test::{assert_pending, assert_ready_ok};
 
@@ -75,4 +76,51 @@ async fn a_new_connection_goes_to_the_oldest_waiter() {
     tokio::time::sleep(ms(100)).await;
     settle().await;
     let _cb = assert_ready_ok!(b.poll());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_caller_whose_connection_fails_its_check_keeps_its_place() {
+    let (builder, backend) = fake(1, 1);
+    let pool = builder
+        .check(pool_core::CheckPolicy::Always)
+        .build()
+        .unwrap();
+    pool.wait_ready(secs(1)).await.unwrap();
+    let held = pool.get().await.unwrap();
+    let mut a = task::spawn(pool.get());
+    let mut b = task::spawn(pool.get());
+    assert_pending!(a.poll());
+    assert_pending!(b.poll());
+    backend.script_check([Step::Transient]);
+    drop(held);
+    // `a` receives it, the check fails, and `a` waits again: still ahead of `b`.
+    assert_pending!(a.poll());
+    assert_eq!(pool.stats().connections_lost, 1);
+    settle().await; // the replacement connect
+    let _conn = assert_ready_ok!(a.poll());
+    assert_pending!(b.poll());
+}
+
+#[tokio::test(start_paused = true)]
+async fn callers_whose_checks_fail_together_keep_their_order() {
+    let (builder, backend) = fake(2, 2);
+    let pool = builder.check(pool_core::CheckPolicy::Always).build().unwrap();
+    pool.wait_ready(secs(1)).await.unwrap();
+    let (h1, h2) = (pool.get().await.unwrap(), pool.get().await.unwrap());
+    let mut a = task::spawn(pool.get());
+    let mut b = task::spawn(pool.get());
+    let mut c = task::spawn(pool.get());
+    assert_pending!(a.poll());
+    assert_pending!(b.poll());
+    assert_pending!(c.poll());
+    backend.script_check([Step::Transient, Step::Transient]);
+    drop((h1, h2)); // handed to `a` and `b`; both checks fail
+    assert_pending!(a.poll());
+    assert_pending!(b.poll());
+    assert_eq!(pool.stats().connections_lost, 2);
+    settle().await; // one replacement at a time: the first goes to `a`
+    let _ca = assert_ready_ok!(a.poll());
+    assert_pending!(c.poll());
+    let _cb = assert_ready_ok!(b.poll());
+    assert_pending!(c.poll());
 }
