@@ -227,7 +227,12 @@ fn every_bad_env_value_names_the_variable_and_the_value() {
 
 #[test]
 fn env_values_that_parse_but_are_invalid_name_the_variable() {
-    let cases: &[(&[(&str, &str)], &str, &str)] = &[
+    type Case = (
+        &'static [(&'static str, &'static str)],
+        &'static str,
+        &'static str,
+    );
+    let cases: &[Case] = &[
         (&[("APP_POOL_MAX", "0")], "APP_POOL_MAX", "max_size"),
         (
             &[("APP_POOL_MAX_IDLE", "0")],

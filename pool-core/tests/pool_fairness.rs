@@ -104,7 +104,10 @@ async fn a_caller_whose_connection_fails_its_check_keeps_its_place() {
 #[tokio::test(start_paused = true)]
 async fn callers_whose_checks_fail_together_keep_their_order() {
     let (builder, backend) = fake(2, 2);
-    let pool = builder.check(pool_core::CheckPolicy::Always).build().unwrap();
+    let pool = builder
+        .check(pool_core::CheckPolicy::Always)
+        .build()
+        .unwrap();
     pool.wait_ready(secs(1)).await.unwrap();
     let (h1, h2) = (pool.get().await.unwrap(), pool.get().await.unwrap());
     let mut a = task::spawn(pool.get());
