@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use crate::config::CheckPolicy;
 use crate::error::{PoolError, TimeoutError};
-use crate::inner::{Conn, Returned, Shared};
+use crate::inner::{Conn, Shared};
 use crate::manager::Manager;
 use crate::object::Object;
 use crate::rt::{self, Instant};
@@ -220,23 +220,10 @@ impl<M: Manager> Future for Wait<'_, M> {
 impl<M: Manager> Drop for Wait<'_, M> {
     fn drop(&mut self) {
         let Some(key) = self.key.take() else { return };
-        let mut st = self.shared.state.lock();
-        if let Slot::Ready(conn) = st.waiters.remove(key) {
+        let slot = self.shared.state.lock().waiters.remove(key);
+        if let Slot::Ready(conn) = slot {
             // Handed over just as this caller went away: on to the next waiter or idle.
-            match st.put_back(conn, rt::now()) {
-                Returned::Kept(w) => {
-                    drop(st);
-                    if let Some(w) = w {
-                        w.wake();
-                    }
-                }
-                Returned::Close(c) => {
-                    let wake = st.wants_connect();
-                    drop(st);
-                    drop(c);
-                    self.shared.after_close(wake);
-                }
-            }
+            self.shared.give_back(conn, false, None);
         }
     }
 }

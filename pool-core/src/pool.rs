@@ -307,6 +307,10 @@ impl<M: Manager> PoolBuilder<M> {
     /// Validates the configuration and starts the pool. Returns at once: the pool opens its
     /// `min_size` connections in the background (see [`Pool::wait_ready`]).
     ///
+    /// The background connector and housekeeping tasks run on the Tokio runtime this is called
+    /// in; the pool stops growing once that runtime is shut down (returning connections
+    /// still works, from any thread).
+    ///
     /// # Errors
     /// [`ConfigError::Invalid`] naming the first invalid field and its value;
     /// [`ConfigError::NoRuntime`] outside a Tokio runtime.
