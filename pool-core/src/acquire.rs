@@ -10,7 +10,9 @@
 //! the waiter takes it. Dropping the `Wait` at any point (cancellation, timeout) frees the slot
 //! and passes a connection already handed to it on to the next waiter or the idle list.
 //!
-//! The health check runs on an [`Object`] flagged `checking`: if the caller is cancelled during
+//! An idle connection is first asked `has_broken` (cheap, synchronous): a connection that
+//! died while idle is discarded without a round trip. The health check runs on an [`Object`]
+//! flagged `checking`: if the caller is cancelled during
 //! the check, the guard discards the connection (its protocol state is unknown) instead of
 //! returning it. A failed check discards the connection and the caller goes round again, back
 //! in the queue at the place its first arrival earned (it keeps its ticket).
@@ -49,7 +51,16 @@ pub(crate) async fn acquire<M: Manager>(
         let mut queued = false;
         let conn = match enter(shared, first_round, &mut ticket) {
             Err(e) => return Err(e),
-            Ok(First::Idle(conn)) => conn,
+            Ok(First::Idle(mut conn)) => {
+                first_round = false;
+                // Idle connections can die unseen (a server restart): a cheap look first.
+                if shared.manager.has_broken(&mut conn.raw) {
+                    tracing::debug!(target: "pool_core", "idle connection found broken at checkout; discarded");
+                    shared.discard(Some(conn), true);
+                    continue;
+                }
+                conn
+            }
             Ok(First::Queued(key)) => {
                 queued = true;
                 let mut wait = Wait {
@@ -143,11 +154,11 @@ fn enter<M: Manager>(
             return Err(PoolError::TooManyWaiters { max_waiting });
         }
     }
-    let (key, t) = st.waiters.push(*ticket);
-    *ticket = Some(t);
-    if first_round {
+    if ticket.is_none() {
         st.stats.requests_queued += 1;
     }
+    let (key, t) = st.waiters.push(*ticket);
+    *ticket = Some(t);
     if st.last_error_fatal {
         // A fatal error answered earlier callers at once; this one gets its own attempt.
         st.retry_at = None;

@@ -47,7 +47,8 @@ pub struct Stats {
     pub connections_ms: u64,
     /// Failed connect attempts.
     pub connections_errors: u64,
-    /// Connections found dead by a health check (failed or timed out) and discarded.
+    /// Connections found dead at checkout (`has_broken`, or a failed or timed-out health
+    /// check) and discarded.
     pub connections_lost: u64,
     /// Connections closed by the pool for any reason (idle shrink, lifetime, broken, failed
     /// check, resize, close).

@@ -118,3 +118,19 @@ async fn discard_and_take_leave_the_pool_and_let_it_replace_them() {
     drop(raw);
     assert_accounted(&pool, &backend, 0);
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_idle_connection_broken_while_idle_is_discarded_at_checkout_without_a_check() {
+    let (builder, backend) = fake(2, 2);
+    let pool = builder.check(CheckPolicy::Never).build().unwrap();
+    pool.wait_ready(secs(1)).await.unwrap();
+    assert_eq!(backend.break_all(), 2);
+    let conn = pool.get().await.unwrap();
+    assert!(conn.id() > 2, "neither dead idle connection was handed out");
+    assert_eq!(backend.checks(), 0);
+    assert_eq!(pool.stats().connections_lost, 2);
+    assert_eq!(pool.stats().requests_num, 1);
+    drop(conn);
+    settle().await;
+    assert_accounted(&pool, &backend, 0);
+}

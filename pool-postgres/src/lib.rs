@@ -1,0 +1,37 @@
+//! A tokio-postgres adapter for [`pool_core`]: TCP keepalives on by default, an empty-query
+//! health check, SQLSTATE-aware connect errors, and the checkpointer preset.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use pool_postgres::{checkpointer, PgManager};
+//!
+//! let manager = PgManager::from_url("postgres://app@db.internal/app")?;
+//! // min 1, max 4, idle connections closed after 300 s, a health check on every checkout;
+//! // DEERFLOW_CHECKPOINTER_POOL_MIN / _MAX / _MAX_IDLE (and the rest) override.
+//! let pool = checkpointer(manager)?.build()?;
+//! let conn = pool.get().await?;
+//! let row = conn.query_one("SELECT 1::int4", &[]).await?;
+//! assert_eq!(row.get::<_, i32>(0), 1);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Connect errors are classified by SQLSTATE: 53300 (too many connections), 57P03 (cannot
+//! connect now) and refused or reset connections are retried with backoff; class 28 (bad
+//! credentials) and 3D000 (unknown database) fail the waiting callers at once. Passwords never
+//! appear in `Debug`, `Display`, errors or log events.
+
+mod error;
+mod manager;
+mod preset;
+mod redact;
+mod socket;
+
+pub use error::PgError;
+pub use manager::{PgConnection, PgManager};
+pub use preset::{
+    checkpointer, checkpointer_config, checkpointer_with_prefix, CHECKPOINTER_ENV_PREFIX,
+};
+pub use redact::redact;
+pub use socket::{Keepalives, PgStream, SocketOptions};
+pub use tokio_postgres;
