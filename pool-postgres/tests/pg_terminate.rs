@@ -1,0 +1,97 @@
+//! `pg_terminate_backend` on every pool backend while idle: with check `Always`, callers see
+//! no error and the dead connections are counted.
+mod common;
+
+use std::time::Duration;
+
+use pool_core::{CheckPolicy, Pool};
+use pool_postgres::PgManager;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn terminated_idle_backends_are_replaced_without_errors() {
+    let url = require_server!();
+    let admin = common::admin(&url).await;
+    let app = common::unique("terminate");
+    let manager = PgManager::from_url(&common::with_app(&url, &app, None)).unwrap();
+    let pool = Pool::builder(manager)
+        .min_size(4)
+        .max_size(4)
+        .check(CheckPolicy::Always)
+        .build()
+        .unwrap();
+    pool.wait_ready(Duration::from_secs(10)).await.unwrap();
+    assert_eq!(common::backends(&admin, &app).await, 4);
+
+    let killed: i64 = admin
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1",
+            &[&app],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(killed, 4);
+    assert!(
+        common::eventually(Duration::from_secs(5), || async {
+            common::backends(&admin, &app).await == 0
+        })
+        .await
+    );
+
+    // Every checkout succeeds; no error reaches a caller.
+    for i in 0..8i32 {
+        let conn = pool.get().await.expect("no error reaches the caller");
+        let row = conn
+            .query_one("SELECT $1::int4", &[&i])
+            .await
+            .expect("the connection works");
+        assert_eq!(row.get::<_, i32>(0), i);
+    }
+    let stats = pool.stats();
+    assert_eq!(stats.connections_lost, 4, "{stats:?}");
+    assert_eq!(stats.requests_errors, 0);
+    assert!(
+        pool.manager().server_restarts_seen() >= 1,
+        "57P01 was seen by the connection tasks"
+    );
+    assert!(
+        common::eventually(Duration::from_secs(5), || async {
+            common::backends(&admin, &app).await == 4
+        })
+        .await
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_terminated_backend_is_never_handed_out_even_without_checks() {
+    let url = require_server!();
+    let admin = common::admin(&url).await;
+    let app = common::unique("terminate_nocheck");
+    let manager = PgManager::from_url(&common::with_app(&url, &app, None)).unwrap();
+    let pool = Pool::builder(manager)
+        .min_size(2)
+        .max_size(2)
+        .check(CheckPolicy::Never)
+        .build()
+        .unwrap();
+    pool.wait_ready(Duration::from_secs(10)).await.unwrap();
+    admin
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+            &[&app],
+        )
+        .await
+        .unwrap();
+    // Once the connection tasks have seen the termination (57P01), `has_broken` retires both.
+    assert!(
+        common::eventually(Duration::from_secs(5), || async {
+            pool.manager().server_restarts_seen() >= 1
+        })
+        .await
+    );
+    let conn = pool.get().await.unwrap();
+    conn.simple_query("SELECT 1")
+        .await
+        .expect("a live connection");
+    assert_eq!(pool.stats().connections_lost, 2);
+}
