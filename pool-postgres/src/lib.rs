@@ -35,3 +35,5 @@ pub use preset::{
 pub use redact::redact;
 pub use socket::{Keepalives, PgStream, SocketOptions};
 pub use tokio_postgres;
+#[cfg(feature = "rustls")]
+pub use {rustls, tokio_postgres_rustls};

@@ -137,6 +137,19 @@ impl PgManager<NoTls> {
     }
 }
 
+#[cfg(feature = "rustls")]
+impl<T> PgManager<T> {
+    /// TLS through rustls with this client configuration (roots, client certificates). The
+    /// connection string's `sslmode` decides whether TLS is used (`prefer` by default,
+    /// `require` to insist).
+    pub fn with_rustls(
+        self,
+        config: rustls::ClientConfig,
+    ) -> PgManager<tokio_postgres_rustls::MakeRustlsConnect> {
+        self.with_tls(tokio_postgres_rustls::MakeRustlsConnect::new(config))
+    }
+}
+
 impl<T> PgManager<T> {
     fn build(config: tokio_postgres::Config, tls: T) -> Result<Self, PgError> {
         if config.get_hosts().is_empty() && config.get_hostaddrs().is_empty() {
