@@ -91,26 +91,20 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 fn database_url() -> Result<Option<String>, String> {
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--url" => {
-                return args
-                    .next()
-                    .map(Some)
-                    .ok_or_else(|| "--url needs a value".to_string())
-            }
-            s if s.starts_with("--url=") => return Ok(Some(s["--url=".len()..].to_string())),
-            "-h" | "--help" => {
-                println!("usage: elastic [--url POSTGRES_URL]   (or set DATABASE_URL; default: the fake backend)");
-                std::process::exit(0);
-            }
-            other => return Err(format!("unknown argument {other:?} (try --help)")),
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.as_slice() {
+        [] => Ok(std::env::var("DATABASE_URL")
+            .ok()
+            .filter(|u| !u.trim().is_empty())),
+        [flag, url] if flag == "--url" => Ok(Some(url.clone())),
+        [arg] if arg.starts_with("--url=") => Ok(Some(arg["--url=".len()..].to_string())),
+        [arg] if arg == "-h" || arg == "--help" => {
+            println!("usage: elastic [--url POSTGRES_URL]   (or set DATABASE_URL; default: the fake backend)");
+            std::process::exit(0);
         }
+        [flag] if flag == "--url" => Err("--url needs a value".to_string()),
+        other => Err(format!("unexpected arguments {other:?} (try --help)")),
     }
-    Ok(std::env::var("DATABASE_URL")
-        .ok()
-        .filter(|u| !u.trim().is_empty()))
 }
 
 #[tokio::main]
