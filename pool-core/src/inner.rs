@@ -2,7 +2,7 @@
 //!
 //! # Implementation details
 //!
-//! One `parking_lot::Mutex` guards [`State`]: the idle connections, the waiter queue, the
+//! One mutex ([`crate::sync::Mutex`]) guards [`State`]: the idle connections, the waiter queue, the
 //! size counters, the connect backoff and the statistics. It is held only for short,
 //! non-blocking sections and never across an `.await` or a call into the [`Manager`]:
 //! connections are checked, judged (`has_broken`) and dropped outside it, and wakers are woken
@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::task::Waker;
 use std::time::Duration;
 
-use parking_lot::Mutex;
+use crate::sync::Mutex;
 use tokio::sync::Notify;
 
 use crate::config::{Config, QueueMode};
@@ -236,16 +236,18 @@ impl<M: Manager> Shared<M> {
     }
 
     /// Bookkeeping for a connection that just left the caller's hands.
+    /// `since`: when it was checked out, for the usage statistics (`None` if it never reached
+    /// the caller).
     pub(crate) fn give_back(
         &self,
         conn: Conn<M::Connection>,
         broken: bool,
-        used: Option<Duration>,
+        since: Option<Instant>,
     ) {
         let now = rt::now();
         let mut st = self.state.lock();
-        if let Some(used) = used {
-            st.stats.usage_ms += millis(used);
+        if let Some(since) = since {
+            st.stats.usage_ms += millis(now.saturating_duration_since(since));
         }
         let outcome = if broken {
             st.stats.returns_bad += 1;

@@ -25,6 +25,7 @@ mod object;
 mod pool;
 mod rt;
 mod stats;
+mod sync;
 mod waiters;
 
 pub use config::{CheckPolicy, Config, QueueMode};

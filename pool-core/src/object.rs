@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::inner::{Conn, Shared};
 use crate::manager::Manager;
-use crate::rt::{self, Instant};
+use crate::rt::Instant;
 
 /// A connection checked out of a [`Pool`](crate::Pool). Derefs to the connection; goes back to
 /// the pool when dropped (synchronously, without spawning, also outside a runtime).
@@ -102,8 +102,7 @@ impl<M: Manager> Drop for Object<M> {
             return;
         }
         let broken = self.shared.manager.has_broken(&mut conn.raw);
-        let used = rt::now().saturating_duration_since(self.since);
-        self.shared.give_back(conn, broken, Some(used));
+        self.shared.give_back(conn, broken, Some(self.since));
     }
 }
 

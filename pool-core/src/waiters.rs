@@ -56,18 +56,18 @@ impl<C, E> Waiters<C, E> {
 
     /// Queues a waiter and returns its key and ticket: a new caller (`ticket: None`) at the
     /// back; one going round again in the place its ticket earned.
-    pub(crate) fn push(&mut self, ticket: Option<u64>) -> (usize, u64) {
+    pub(crate) fn push(&mut self, ticket: Option<u64>, waker: Waker) -> (usize, u64) {
         let key = match self.free {
             Some(key) => {
                 let Slot::Vacant(next) = self.slots[key] else {
                     unreachable!("free list points at an occupied slot")
                 };
                 self.free = next;
-                self.slots[key] = Slot::Waiting(None);
+                self.slots[key] = Slot::Waiting(Some(waker));
                 key
             }
             None => {
-                self.slots.push(Slot::Waiting(None));
+                self.slots.push(Slot::Waiting(Some(waker)));
                 self.slots.len() - 1
             }
         };

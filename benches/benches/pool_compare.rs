@@ -1,0 +1,617 @@
+//! pool-core side by side with deadpool, bb8, mobc and qp, with a bare `tokio::sync::Semaphore`
+//! as the floor, in one run. Prints one markdown table at the end (also written to
+//! `target/criterion/pool_compare.md`).
+//!
+//! ```text
+//! cargo bench -p benches                    # full criterion runs
+//! BENCH_QUICK=1 cargo bench -p benches      # quick mode (about 3 minutes on 2 cores)
+//! ```
+//!
+//! `BENCH_WORKLOADS=A,B` runs a subset. Workload F needs a PostgreSQL server: `POOL_BENCH_DATABASE_URL` (or
+//! `POOL_TEST_DATABASE_URL`); without one it is skipped with a message.
+
+#![allow(unreachable_pub, missing_debug_implementations)]
+
+#[path = "common/peers.rs"]
+mod peers;
+#[path = "common/pg.rs"]
+mod pg;
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion, Throughput};
+use peers::*;
+use tokio::runtime::Runtime;
+use tokio::time::Instant;
+
+/// A batch that takes longer than this is a hang (qp loses wake-ups under contention).
+const HANG: Duration = Duration::from_secs(10);
+
+const POOLS: [&str; 6] = ["floor", "ours", "deadpool", "bb8", "mobc", "qp"];
+
+#[derive(Default)]
+struct Report {
+    /// (workload, pool) -> nanoseconds per operation (median).
+    ns_per_op: BTreeMap<(String, String), f64>,
+    /// (workload, pool) -> a note instead of a figure ("hangs").
+    notes: BTreeMap<(String, String), String>,
+    /// Free-form rows: (row title, pool -> cell).
+    extra: Vec<(String, BTreeMap<String, String>)>,
+    ops: BTreeMap<String, u64>,
+}
+
+fn current_thread() -> Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn two_workers() -> Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// `tasks` tasks, each doing `per_task` checkouts holding across `hold`.
+async fn batch<P: BenchPool>(
+    pool: &P,
+    tasks: usize,
+    per_task: usize,
+    hold: &Hold,
+) -> Result<(), String> {
+    if tasks == 1 {
+        for _ in 0..per_task {
+            cycle(pool, hold).await?;
+        }
+        return Ok(());
+    }
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..tasks {
+        let pool = pool.clone();
+        let hold = hold.clone();
+        set.spawn(async move {
+            for _ in 0..per_task {
+                cycle(&pool, &hold).await?;
+            }
+            Ok::<_, String>(())
+        });
+    }
+    while let Some(r) = set.join_next().await {
+        r.map_err(|e| e.to_string())??;
+    }
+    Ok(())
+}
+
+struct Workload {
+    id: &'static str,
+    tasks: usize,
+    per_task: usize,
+    size: usize,
+    multi: bool,
+}
+
+fn bench_one<P: BenchPool>(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    rt: &Runtime,
+    w: &Workload,
+    name: &str,
+    pool: P,
+    report: &mut Report,
+) {
+    let hold = if w.tasks == 1 {
+        Hold::Nothing
+    } else {
+        Hold::Yield
+    };
+    let preflight = rt.block_on(async {
+        tokio::time::timeout(HANG, batch(&pool, w.tasks, w.per_task, &hold)).await
+    });
+    match preflight {
+        Err(_) => {
+            report
+                .notes
+                .insert((w.id.into(), name.into()), "hangs".into());
+            eprintln!(
+                "{}/{name}: a batch did not finish within {HANG:?}: hangs",
+                w.id
+            );
+            return;
+        }
+        Ok(Err(e)) => {
+            report
+                .notes
+                .insert((w.id.into(), name.into()), format!("error: {e}"));
+            return;
+        }
+        Ok(Ok(())) => {}
+    }
+    let hung = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&hung);
+    group.bench_function(name, |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    match tokio::time::timeout(HANG, batch(&pool, w.tasks, w.per_task, &hold)).await
+                    {
+                        Ok(r) => r.expect("checkout"),
+                        Err(_) => {
+                            flag.store(true, Ordering::Relaxed);
+                            break;
+                        }
+                    }
+                }
+                start.elapsed()
+            })
+        })
+    });
+    if hung.load(Ordering::Relaxed) {
+        report
+            .notes
+            .insert((w.id.into(), name.into()), "hangs".into());
+    }
+}
+
+fn run_workload(c: &mut Criterion, w: &Workload, report: &mut Report) {
+    let rt = if w.multi {
+        two_workers()
+    } else {
+        current_thread()
+    };
+    let ops = (w.tasks * w.per_task) as u64;
+    report.ops.insert(w.id.into(), ops);
+    let mut group = c.benchmark_group(w.id);
+    group.throughput(Throughput::Elements(ops));
+    let n = w.size;
+    let floor = rt.block_on(build_floor(n));
+    bench_one(&mut group, &rt, w, "floor", floor, report);
+    let ours = rt.block_on(build_ours(n, n, Duration::ZERO));
+    bench_one(&mut group, &rt, w, "ours", ours, report);
+    let dp = rt.block_on(build_deadpool(n, n, Duration::ZERO));
+    bench_one(&mut group, &rt, w, "deadpool", dp, report);
+    let bb = rt.block_on(build_bb8(n, n, Duration::ZERO));
+    bench_one(&mut group, &rt, w, "bb8", bb, report);
+    let mo = rt.block_on(build_mobc(n, n, Duration::ZERO));
+    bench_one(&mut group, &rt, w, "mobc", mo, report);
+    let qp = rt.block_on(build_qp(n, n, Duration::ZERO));
+    bench_one(&mut group, &rt, w, "qp", qp, report);
+    group.finish();
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// Workload C again, recording every checkout's wait: fairness.
+fn fairness(report: &mut Report, rounds: usize) {
+    let rt = two_workers();
+    let mut row = BTreeMap::new();
+    let hold = Hold::Yield;
+    macro_rules! measure {
+        ($name:expr, $build:expr) => {{
+            let pool = rt.block_on($build);
+            let waits = rt.block_on(async {
+                let mut set = tokio::task::JoinSet::new();
+                for _ in 0..64 {
+                    let pool = pool.clone();
+                    let hold = hold.clone();
+                    set.spawn(async move {
+                        let mut w = Vec::with_capacity(rounds);
+                        for _ in 0..rounds {
+                            w.push(cycle_timed(&pool, &hold).await?);
+                        }
+                        Ok::<_, String>(w)
+                    });
+                }
+                tokio::time::timeout(HANG * 3, async {
+                    let mut all = Vec::new();
+                    while let Some(r) = set.join_next().await {
+                        all.extend(r.map_err(|e| e.to_string())??);
+                    }
+                    Ok::<_, String>(all)
+                })
+                .await
+            });
+            match waits {
+                Ok(Ok(mut w)) => {
+                    w.sort();
+                    let med = percentile(&w, 0.5).as_nanos().max(1) as f64;
+                    let r = |p: f64| percentile(&w, p).as_nanos() as f64 / med;
+                    row.insert(
+                        $name.to_string(),
+                        format!(
+                            "{:.1}x / {:.1}x / {:.0}x (median {:.1} µs)",
+                            r(0.99),
+                            r(0.999),
+                            w.last().unwrap().as_nanos() as f64 / med,
+                            med / 1e3
+                        ),
+                    );
+                }
+                Ok(Err(e)) => {
+                    row.insert($name.to_string(), format!("error: {e}"));
+                }
+                Err(_) => {
+                    row.insert($name.to_string(), "hangs".to_string());
+                }
+            }
+        }};
+    }
+    measure!("floor", build_floor(4));
+    measure!("ours", build_ours(4, 4, Duration::ZERO));
+    measure!("deadpool", build_deadpool(4, 4, Duration::ZERO));
+    measure!("bb8", build_bb8(4, 4, Duration::ZERO));
+    measure!("mobc", build_mobc(4, 4, Duration::ZERO));
+    measure!("qp", build_qp(4, 4, Duration::ZERO));
+    report.extra.push((
+        "C: wait p99 / p99.9 / max, as multiples of the median".into(),
+        row,
+    ));
+}
+
+/// Workload E: the spike. Connects take 150 ms; min 5 (pre-opened), max 10; 50 tasks arrive
+/// at once, one checkout each holding 2 ms. Median over `rounds` fresh pools.
+fn spike(report: &mut Report, rounds: usize) {
+    let rt = two_workers();
+    let mut opened_row = BTreeMap::new();
+    let mut p99_row = BTreeMap::new();
+    let delay = Duration::from_millis(150);
+    macro_rules! measure {
+        ($name:expr, $build:expr) => {{
+            let mut opened = Vec::new();
+            let mut p99s = Vec::new();
+            let mut failed = None;
+            for _ in 0..rounds {
+                let result = rt.block_on(async {
+                    let pool = $build.await;
+                    let before = pool.opened();
+                    let mut set = tokio::task::JoinSet::new();
+                    for _ in 0..50 {
+                        let pool = pool.clone();
+                        set.spawn(async move {
+                            cycle_timed(&pool, &Hold::Sleep(Duration::from_millis(2))).await
+                        });
+                    }
+                    let waits = tokio::time::timeout(HANG, async {
+                        let mut w = Vec::new();
+                        while let Some(r) = set.join_next().await {
+                            w.push(r.map_err(|e| e.to_string())??);
+                        }
+                        Ok::<_, String>(w)
+                    })
+                    .await;
+                    // Let connects started during the burst finish before counting.
+                    tokio::time::sleep(delay * 2).await;
+                    (waits, pool.opened() - before)
+                });
+                match result {
+                    (Ok(Ok(mut w)), n) => {
+                        w.sort();
+                        opened.push(n);
+                        p99s.push(percentile(&w, 0.99));
+                    }
+                    (Ok(Err(e)), _) => failed = Some(format!("error: {e}")),
+                    (Err(_), _) => failed = Some("hangs".to_string()),
+                }
+            }
+            match failed {
+                Some(f) => {
+                    opened_row.insert($name.to_string(), f.clone());
+                    p99_row.insert($name.to_string(), f);
+                }
+                None => {
+                    opened.sort();
+                    p99s.sort();
+                    opened_row.insert($name.to_string(), format!("{}", opened[opened.len() / 2]));
+                    p99_row.insert(
+                        $name.to_string(),
+                        format!("{:.1} ms", p99s[p99s.len() / 2].as_secs_f64() * 1e3),
+                    );
+                }
+            }
+        }};
+    }
+    // The floor: five permits and no connects at all, the best this workload can do.
+    measure!("floor", build_floor(5));
+    measure!("ours", build_ours(5, 10, delay));
+    measure!("deadpool", build_deadpool(5, 10, delay));
+    measure!("bb8", build_bb8(5, 10, delay));
+    measure!("mobc", build_mobc(5, 10, delay));
+    measure!("qp", build_qp(5, 10, delay));
+    report.extra.push((
+        "E: spike, connections opened beyond the 5 (median of rounds)".into(),
+        opened_row,
+    ));
+    report
+        .extra
+        .push(("E: spike, p99 wait (median of rounds)".into(), p99_row));
+}
+
+fn pg_url() -> Option<String> {
+    ["POOL_BENCH_DATABASE_URL", "POOL_TEST_DATABASE_URL"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|u| !u.trim().is_empty()))
+}
+
+async fn pg_batch<P: pg::PgBench>(pool: &P, tasks: usize, per_task: usize) -> Result<(), String> {
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..tasks {
+        let pool = pool.clone();
+        set.spawn(async move {
+            for _ in 0..per_task {
+                pool.select_one().await?;
+            }
+            Ok::<_, String>(())
+        });
+    }
+    while let Some(r) = set.join_next().await {
+        r.map_err(|e| e.to_string())??;
+    }
+    Ok(())
+}
+
+fn pg_bench_one<P: pg::PgBench>(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    rt: &Runtime,
+    name: &str,
+    pool: P,
+    tasks: usize,
+    per_task: usize,
+) {
+    rt.block_on(pg_batch(&pool, tasks, per_task))
+        .expect("preflight");
+    group.bench_function(name, |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    pg_batch(&pool, tasks, per_task).await.expect("query");
+                }
+                start.elapsed()
+            })
+        })
+    });
+}
+
+fn postgres(c: &mut Criterion, report: &mut Report) {
+    let Some(url) = pg_url() else {
+        eprintln!("workload F skipped: set POOL_BENCH_DATABASE_URL (or POOL_TEST_DATABASE_URL) to a PostgreSQL URL");
+        return;
+    };
+    let rt = two_workers();
+    let raw = rt.block_on(pg::raw(&url));
+    let ours = rt.block_on(pg::ours(&url, 16));
+    let dp = rt.block_on(pg::deadpool(&url, 16));
+    let bb = rt.block_on(pg::bb8(&url, 16));
+    for (tasks, per_task) in [(1usize, 64usize), (16, 16), (64, 4)] {
+        let id = format!("F{tasks}");
+        report.ops.insert(id.clone(), (tasks * per_task) as u64);
+        let mut group = c.benchmark_group(&id);
+        group.throughput(Throughput::Elements((tasks * per_task) as u64));
+        pg_bench_one(&mut group, &rt, "raw", raw.clone(), tasks, per_task);
+        pg_bench_one(&mut group, &rt, "ours", ours.clone(), tasks, per_task);
+        pg_bench_one(
+            &mut group,
+            &rt,
+            "deadpool-postgres",
+            dp.clone(),
+            tasks,
+            per_task,
+        );
+        pg_bench_one(&mut group, &rt, "bb8-postgres", bb.clone(), tasks, per_task);
+        group.finish();
+    }
+}
+
+/// Criterion's median for one benchmark, in nanoseconds per iteration.
+fn median_ns(dir: &Path, group: &str, name: &str) -> Option<f64> {
+    let text =
+        std::fs::read_to_string(dir.join(group).join(name).join("new/estimates.json")).ok()?;
+    let at = text.find("\"median\"")?;
+    let rest = &text[at..];
+    let p = rest.find("\"point_estimate\":")? + "\"point_estimate\":".len();
+    let num: String = rest[p..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E' | '-' | '+'))
+        .collect();
+    num.parse().ok()
+}
+
+fn fmt_ns(ns: f64) -> String {
+    if ns >= 1e6 {
+        format!("{:.2} ms", ns / 1e6)
+    } else if ns >= 1e3 {
+        format!("{:.2} µs", ns / 1e3)
+    } else {
+        format!("{ns:.1} ns")
+    }
+}
+
+fn table(dir: &Path, report: &mut Report) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "| workload | floor | ours | deadpool | bb8 | mobc | qp | ours/deadpool | ours/floor |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|");
+    let titles = [
+        (
+            "A",
+            "A: uncontended get+return, 1 task, pool of 16 (per op)",
+        ),
+        ("B", "B: 16 tasks on 16, hold across a yield (per op)"),
+        ("C", "C: 64 tasks on 4, hold across a yield (per op)"),
+        ("D", "D: 256 tasks on 16, hold across a yield (per op)"),
+    ];
+    for (id, title) in titles {
+        let ops = report.ops.get(id).copied().unwrap_or(1) as f64;
+        for p in POOLS {
+            if let Some(m) = median_ns(dir, id, p) {
+                report.ns_per_op.insert((id.into(), p.into()), m / ops);
+            }
+        }
+        let cell = |p: &str| match report.notes.get(&(id.to_string(), p.to_string())) {
+            Some(n) => n.clone(),
+            None => report
+                .ns_per_op
+                .get(&(id.to_string(), p.to_string()))
+                .map_or("–".into(), |v| fmt_ns(*v)),
+        };
+        let get = |p: &str| {
+            if report.notes.contains_key(&(id.to_string(), p.to_string())) {
+                None
+            } else {
+                report
+                    .ns_per_op
+                    .get(&(id.to_string(), p.to_string()))
+                    .copied()
+            }
+        };
+        let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+            (Some(a), Some(b)) => format!("{:.2}", a / b),
+            _ => "–".into(),
+        };
+        let _ = writeln!(
+            out,
+            "| {title} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            cell("floor"),
+            cell("ours"),
+            cell("deadpool"),
+            cell("bb8"),
+            cell("mobc"),
+            cell("qp"),
+            ratio(get("ours"), get("deadpool")),
+            ratio(get("ours"), get("floor")),
+        );
+    }
+    for (title, row) in &report.extra {
+        let cell = |p: &str| row.get(p).cloned().unwrap_or_else(|| "–".into());
+        let _ = writeln!(
+            out,
+            "| {title} | {} | {} | {} | {} | {} | {} | | |",
+            cell("floor"),
+            cell("ours"),
+            cell("deadpool"),
+            cell("bb8"),
+            cell("mobc"),
+            cell("qp")
+        );
+    }
+    if report.ops.contains_key("F1") {
+        let _ = writeln!(out);
+        let _ = writeln!(out, "| workload F: `SELECT 1`, 16 connections (per query) | raw client | ours | deadpool-postgres | bb8-postgres | ours/deadpool-postgres | ours/raw |");
+        let _ = writeln!(out, "|---|---|---|---|---|---|---|");
+        for tasks in [1, 16, 64] {
+            let id = format!("F{tasks}");
+            let ops = report.ops[&id] as f64;
+            let m = |p: &str| median_ns(dir, &id, p).map(|v| v / ops);
+            let (raw, ours, dp, bb) = (
+                m("raw"),
+                m("ours"),
+                m("deadpool-postgres"),
+                m("bb8-postgres"),
+            );
+            let f = |v: Option<f64>| v.map_or("–".into(), fmt_ns);
+            let r = |a: Option<f64>, b: Option<f64>| match (a, b) {
+                (Some(a), Some(b)) => format!("{:.2}", a / b),
+                _ => "–".into(),
+            };
+            let _ = writeln!(
+                out,
+                "| {tasks} task{} | {} | {} | {} | {} | {} | {} |",
+                if tasks == 1 { "" } else { "s" },
+                f(raw),
+                f(ours),
+                f(dp),
+                f(bb),
+                r(ours, dp),
+                r(ours, raw)
+            );
+        }
+    }
+    out
+}
+
+fn main() {
+    let quick = std::env::var_os("BENCH_QUICK").is_some_and(|v| v != "0");
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/criterion");
+    let mut c = Criterion::default()
+        .output_directory(&dir)
+        .configure_from_args();
+    if quick {
+        c = c
+            .warm_up_time(Duration::from_millis(500))
+            .measurement_time(Duration::from_secs(2))
+            .sample_size(10);
+    }
+    let mut report = Report::default();
+    let workloads = [
+        Workload {
+            id: "A",
+            tasks: 1,
+            per_task: 1,
+            size: 16,
+            multi: false,
+        },
+        Workload {
+            id: "B",
+            tasks: 16,
+            per_task: 64,
+            size: 16,
+            multi: true,
+        },
+        Workload {
+            id: "C",
+            tasks: 64,
+            per_task: 16,
+            size: 4,
+            multi: true,
+        },
+        Workload {
+            id: "D",
+            tasks: 256,
+            per_task: 8,
+            size: 16,
+            multi: true,
+        },
+    ];
+    // BENCH_WORKLOADS=A,C,E runs a subset (A-D, C for the fairness row too, E, F).
+    let only = std::env::var("BENCH_WORKLOADS").ok();
+    let wanted = |id: &str| {
+        only.as_deref()
+            .is_none_or(|o| o.split(',').any(|w| w.trim().eq_ignore_ascii_case(id)))
+    };
+    for w in workloads.iter().filter(|w| wanted(w.id)) {
+        run_workload(&mut c, w, &mut report);
+    }
+    if wanted("C") {
+        fairness(&mut report, if quick { 200 } else { 1000 });
+    }
+    if wanted("E") {
+        spike(&mut report, if quick { 5 } else { 11 });
+    }
+    if wanted("F") {
+        postgres(&mut c, &mut report);
+    }
+    c.final_summary();
+
+    let table = table(&dir, &mut report);
+    let header = format!(
+        "Measured {} with `{}cargo bench -p benches` on {} cores. Times are criterion medians; ratios are time ours / time peer (below 1 = ours faster).\n\n",
+        std::process::Command::new("date").arg("-u").arg("+%Y-%m-%d").output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default(),
+        if quick { "BENCH_QUICK=1 " } else { "" },
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+    );
+    println!("\n{header}{table}");
+    let _ = std::fs::create_dir_all(&dir);
+    let _ = std::fs::write(dir.join("pool_compare.md"), format!("{header}{table}"));
+}
