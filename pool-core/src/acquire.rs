@@ -23,6 +23,7 @@
 //! in the queue at the place its first arrival earned (it keeps its ticket).
 
 use std::future::{poll_fn, Future};
+use std::panic::Location;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -42,6 +43,7 @@ type Outcome<M> = Result<Conn<<M as Manager>::Connection>, PoolError<<M as Manag
 pub(crate) async fn acquire<M: Manager>(
     shared: &Arc<Shared<M>>,
     timeout: Option<Duration>,
+    caller: &'static Location<'static>,
 ) -> Result<Object<M>, PoolError<M::Error>> {
     // When this caller first had to wait (or check); `None` on the fast path.
     let mut start: Option<Instant> = None;
@@ -75,7 +77,7 @@ pub(crate) async fn acquire<M: Manager>(
         if !queued && shared.manager.has_broken(&mut conn.raw) {
             // Idle connections can die unseen (a server restart): a cheap look first.
             tracing::debug!(target: "pool_core", "idle connection found broken at checkout; discarded");
-            shared.discard(Some(conn), true);
+            shared.discard(Some(conn), None, true);
             continue;
         }
         let mut obj = Object::new(Arc::clone(shared), conn, now);
@@ -101,6 +103,9 @@ pub(crate) async fn acquire<M: Manager>(
                 }
                 continue;
             }
+        }
+        if shared.config.leak_threshold.is_some() {
+            obj.watch(caller);
         }
         if let (Some(slow), Some(begun)) = (shared.config.slow_acquire_threshold, start) {
             let total = rt::now().saturating_duration_since(begun);

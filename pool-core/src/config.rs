@@ -75,6 +75,9 @@ pub struct Config {
     pub slow_acquire_threshold: Option<Duration>,
     /// The longest the housekeeping task sleeps between passes. Default 1 s.
     pub housekeeping_interval: Duration,
+    /// A connection checked out longer than this is reported once (a `tracing` warning naming
+    /// the `get()` call site) as a possible leak. `None` (the default) turns detection off.
+    pub leak_threshold: Option<Duration>,
 }
 
 impl Default for Config {
@@ -95,6 +98,7 @@ impl Default for Config {
             backoff_cap: Duration::from_secs(2),
             slow_acquire_threshold: Some(Duration::from_secs(1)),
             housekeeping_interval: Duration::from_secs(1),
+            leak_threshold: None,
         }
     }
 }
@@ -159,6 +163,9 @@ impl Config {
             ));
         }
         nonzero("housekeeping_interval", self.housekeeping_interval)?;
+        if let Some(d) = self.leak_threshold {
+            nonzero("leak_threshold", d)?;
+        }
         Ok(())
     }
 }

@@ -39,6 +39,7 @@ pub const ENV_VARS: &[(&str, &str, &str)] = &[
         "connect_concurrency",
         "a whole number, at least 1",
     ),
+    ("LEAK_THRESHOLD", "leak_threshold", "seconds, or 'off'"),
 ];
 
 impl Config {
@@ -132,6 +133,9 @@ impl Config {
                 "max_waiting" => self.max_waiting = optional(v, count).map_err(|w| bad(&w))?,
                 "connect_concurrency" => {
                     self.connect_concurrency = count(v).map_err(|w| bad(&w))?
+                }
+                "leak_threshold" => {
+                    self.leak_threshold = optional(v, seconds).map_err(|w| bad(&w))?
                 }
                 other => unreachable!("ENV_VARS names an unknown field {other}"),
             }

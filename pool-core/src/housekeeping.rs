@@ -10,8 +10,10 @@
 //! at the floor it stays until the connector has opened its replacement (`retire_pending`), so
 //! retirement never takes the pool below `min_size` when the ceiling leaves room.
 
+use std::panic::Location;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use crate::config::Config;
 use crate::inner::{Conn, Shared, Signals, State};
@@ -20,6 +22,7 @@ use crate::rt::{self, Instant};
 
 pub(crate) async fn run<M: Manager>(pool: Weak<Shared<M>>, signals: Arc<Signals>) {
     let mut closing = Vec::new();
+    let mut leaks = Vec::new();
     loop {
         if signals.shutdown.load(Ordering::Acquire) {
             return;
@@ -33,6 +36,7 @@ pub(crate) async fn run<M: Manager>(pool: Weak<Shared<M>>, signals: Arc<Signals>
                     return;
                 }
                 let next = reap(&mut st, &shared.config, now, &mut closing);
+                let next = earliest(next, watch_leaks(&mut st, &shared.config, now, &mut leaks));
                 (next, st.wants_connect())
             };
             if !closing.is_empty() {
@@ -41,6 +45,15 @@ pub(crate) async fn run<M: Manager>(pool: Weak<Shared<M>>, signals: Arc<Signals>
                 shared.after_close(wake_connector);
             } else if wake_connector {
                 shared.signals.connector.notify_one();
+            }
+            for (caller, held) in leaks.drain(..) {
+                tracing::warn!(
+                    target: "pool_core",
+                    checked_out_at = %caller,
+                    held_ms = crate::stats::millis(held),
+                    leak_threshold_ms = shared.config.leak_threshold.map_or(0, crate::stats::millis),
+                    "possible connection leak: checked out longer than the leak threshold"
+                );
             }
             let cap = now + shared.config.housekeeping_interval;
             next.map_or(cap, |n| n.min(cap))
@@ -105,6 +118,38 @@ pub(crate) fn reap<C, E>(
         // Expired ones still here wait for their replacement, which wakes this task.
         if let Some(t) = c.expires.filter(|&t| t > now) {
             consider(t);
+        }
+    }
+    next
+}
+
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Marks checkouts held past the leak threshold (each once) into `out`; returns when the next
+/// one will be due.
+pub(crate) fn watch_leaks<C, E>(
+    st: &mut State<C, E>,
+    config: &Config,
+    now: Instant,
+    out: &mut Vec<(&'static Location<'static>, Duration)>,
+) -> Option<Instant> {
+    let threshold = config.leak_threshold?;
+    if st.checkouts.len() == 0 {
+        return None;
+    }
+    let mut next: Option<Instant> = None;
+    for c in st.checkouts.iter_mut().filter(|c| !c.warned) {
+        let due = c.since + threshold;
+        if due <= now {
+            c.warned = true;
+            out.push((c.caller, now.saturating_duration_since(c.since)));
+        } else {
+            next = Some(next.map_or(due, |n| n.min(due)));
         }
     }
     next

@@ -22,6 +22,7 @@
 
 use std::collections::VecDeque;
 use std::hash::{BuildHasher, Hasher};
+use std::panic::Location;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::Waker;
@@ -34,6 +35,7 @@ use crate::config::{Config, QueueMode};
 use crate::error::{ConnectError, PoolError};
 use crate::manager::{ErrorClass, Manager};
 use crate::rt::{self, Instant};
+use crate::slab::Slab;
 use crate::stats::{millis, Stats, Status};
 use crate::waiters::Waiters;
 
@@ -45,6 +47,16 @@ pub(crate) struct Conn<C> {
     pub(crate) expires: Option<Instant>,
     /// When it was last returned (or opened).
     pub(crate) idle_since: Instant,
+    /// Its entry in `State::checkouts` while checked out under leak detection.
+    pub(crate) checkout: Option<usize>,
+}
+
+/// A checkout watched for leaks (only with `leak_threshold` set).
+pub(crate) struct Checkout {
+    pub(crate) caller: &'static Location<'static>,
+    pub(crate) since: Instant,
+    /// Reported already (each checkout is reported once).
+    pub(crate) warned: bool,
 }
 
 pub(crate) struct State<C, E> {
@@ -65,6 +77,8 @@ pub(crate) struct State<C, E> {
     pub(crate) last_error_fatal: bool,
     rng: u64,
     pub(crate) stats: Stats,
+    /// Checked-out connections under leak detection.
+    pub(crate) checkouts: Slab<Checkout>,
 }
 
 pub(crate) struct Signals {
@@ -122,6 +136,7 @@ impl<C, E> State<C, E> {
             last_error_fatal: false,
             rng: seed | 1,
             stats: Stats::default(),
+            checkouts: Slab::new(),
         }
     }
 
@@ -202,6 +217,11 @@ impl<C, E> State<C, E> {
         }
     }
 
+    /// Ends a leak watch; returns it if it had been reported.
+    pub(crate) fn end_checkout(&mut self, key: Option<usize>) -> Option<Checkout> {
+        self.checkouts.remove(key?).filter(|c| c.warned)
+    }
+
     /// Closes a connection that was counted in `size` (discarded, broken, detached).
     pub(crate) fn forget(&mut self) {
         self.size -= 1;
@@ -240,7 +260,7 @@ impl<M: Manager> Shared<M> {
     /// the caller).
     pub(crate) fn give_back(
         &self,
-        conn: Conn<M::Connection>,
+        mut conn: Conn<M::Connection>,
         broken: bool,
         since: Option<Instant>,
     ) {
@@ -249,6 +269,7 @@ impl<M: Manager> Shared<M> {
         if let Some(since) = since {
             st.stats.usage_ms += millis(now.saturating_duration_since(since));
         }
+        let reported = st.end_checkout(conn.checkout.take());
         let outcome = if broken {
             st.stats.returns_bad += 1;
             st.forget();
@@ -273,6 +294,29 @@ impl<M: Manager> Shared<M> {
                 self.after_close(wake_connector);
             }
         }
+        if let Some(c) = reported {
+            tracing::info!(
+                target: "pool_core",
+                checked_out_at = %c.caller,
+                held_ms = millis(now.saturating_duration_since(c.since)),
+                "a connection reported as a possible leak came back"
+            );
+        }
+    }
+
+    /// Watches a new checkout for leaks (with `leak_threshold` set).
+    pub(crate) fn start_checkout(
+        &self,
+        conn: &mut Conn<M::Connection>,
+        caller: &'static Location<'static>,
+        now: Instant,
+    ) {
+        let key = self.state.lock().checkouts.insert(Checkout {
+            caller,
+            since: now,
+            warned: false,
+        });
+        conn.checkout = Some(key);
     }
 
     /// After a connection closed (outside the lock): tell the connector and drain waiters.
@@ -283,10 +327,17 @@ impl<M: Manager> Shared<M> {
         self.signals.size_changed.notify_waiters();
     }
 
-    /// Discards a checked-out connection (failed check, `Object::discard`, `take`).
-    pub(crate) fn discard(&self, conn: Option<Conn<M::Connection>>, lost: bool) {
+    /// Discards a checked-out connection (failed check, `Object::discard`), or forgets a
+    /// detached one (`Object::take`: `conn` is `None`, `checkout` its leak-watch entry).
+    pub(crate) fn discard(
+        &self,
+        conn: Option<Conn<M::Connection>>,
+        checkout: Option<usize>,
+        lost: bool,
+    ) {
         let wake = {
             let mut st = self.state.lock();
+            st.end_checkout(checkout.or(conn.as_ref().and_then(|c| c.checkout)));
             st.forget();
             if lost {
                 st.stats.connections_lost += 1;
@@ -312,6 +363,7 @@ impl<M: Manager> Shared<M> {
             created: now,
             expires,
             idle_since: now,
+            checkout: None,
         }
     }
 

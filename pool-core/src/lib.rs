@@ -24,6 +24,7 @@ mod manager;
 mod object;
 mod pool;
 mod rt;
+mod slab;
 mod stats;
 mod sync;
 mod waiters;

@@ -37,6 +37,13 @@ impl<M: Manager> Object<M> {
         self.conn.as_ref().map_or(self.since, |c| c.idle_since)
     }
 
+    /// Starts the leak watch on this checkout.
+    pub(crate) fn watch(&mut self, caller: &'static std::panic::Location<'static>) {
+        if let Some(conn) = self.conn.as_mut() {
+            self.shared.start_checkout(conn, caller, self.since);
+        }
+    }
+
     pub(crate) fn conn_mut(&mut self) -> &mut M::Connection {
         &mut self
             .conn
@@ -48,11 +55,11 @@ impl<M: Manager> Object<M> {
     /// Detaches the connection from the pool: the caller owns it, the pool forgets it (its size
     /// drops by one and it may open a replacement).
     pub fn take(mut this: Self) -> M::Connection {
-        let conn = this
+        let mut conn = this
             .conn
             .take()
             .expect("an Object holds its connection until dropped");
-        this.shared.discard(None, false);
+        this.shared.discard(None, conn.checkout.take(), false);
         conn.raw
     }
 
@@ -60,13 +67,13 @@ impl<M: Manager> Object<M> {
     /// it unusable). The pool may open a replacement.
     pub fn discard(mut this: Self) {
         let conn = this.conn.take();
-        this.shared.discard(conn, false);
+        this.shared.discard(conn, None, false);
     }
 
     /// Discards a connection that failed its health check.
     pub(crate) fn lose(mut self) {
         let conn = self.conn.take();
-        self.shared.discard(conn, true);
+        self.shared.discard(conn, None, true);
     }
 
     /// When the pool opened this connection.
@@ -98,7 +105,7 @@ impl<M: Manager> Drop for Object<M> {
             return;
         };
         if self.checking {
-            self.shared.discard(Some(conn), false);
+            self.shared.discard(Some(conn), None, false);
             return;
         }
         let broken = self.shared.manager.has_broken(&mut conn.raw);

@@ -1,6 +1,8 @@
 //! The public facade: [`Pool`] and [`PoolBuilder`].
 
 use std::fmt;
+use std::future::Future;
+use std::panic::Location;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -100,8 +102,13 @@ impl<M: Manager> Pool<M> {
     /// assert_eq!(backend.connects(), 1);
     /// # }
     /// ```
-    pub async fn get(&self) -> Result<Object<M>, PoolError<M::Error>> {
-        acquire::acquire(&self.shared, self.shared.config.wait_timeout).await
+    #[track_caller]
+    pub fn get(&self) -> impl Future<Output = Result<Object<M>, PoolError<M::Error>>> + Send + '_ {
+        acquire::acquire(
+            &self.shared,
+            self.shared.config.wait_timeout,
+            Location::caller(),
+        )
     }
 
     /// [`get`](Pool::get) with its own wait timeout (`None` waits until served or closed).
@@ -111,11 +118,12 @@ impl<M: Manager> Pool<M> {
     ///
     /// # Cancel safety
     /// As [`get`](Pool::get).
-    pub async fn get_timeout(
+    #[track_caller]
+    pub fn get_timeout(
         &self,
         timeout: Option<Duration>,
-    ) -> Result<Object<M>, PoolError<M::Error>> {
-        acquire::acquire(&self.shared, timeout).await
+    ) -> impl Future<Output = Result<Object<M>, PoolError<M::Error>>> + Send + '_ {
+        acquire::acquire(&self.shared, timeout, Location::caller())
     }
 
     /// Waits until the pool has opened its `min_size` connections.
@@ -282,6 +290,8 @@ impl<M: Manager> PoolBuilder<M> {
         slow_acquire_threshold: Option<Duration>,
         /// See [`Config::housekeeping_interval`].
         housekeeping_interval: Duration,
+        /// See [`Config::leak_threshold`].
+        leak_threshold: Option<Duration>,
     }
 
     /// Replaces the whole configuration.

@@ -164,6 +164,7 @@ fn env_overrides_every_knob() {
             ("APP_POOL_QUEUE", "FIFO"),
             ("APP_POOL_MAX_WAITING", "100"),
             ("APP_POOL_CONNECT_CONCURRENCY", "2"),
+            ("APP_POOL_LEAK_THRESHOLD", "30"),
         ]),
     )
     .unwrap();
@@ -178,6 +179,7 @@ fn env_overrides_every_knob() {
     assert_eq!(config.queue_mode, QueueMode::Fifo);
     assert_eq!(config.max_waiting, Some(100));
     assert_eq!(config.connect_concurrency, 2);
+    assert_eq!(config.leak_threshold, Some(Duration::from_secs(30)));
 
     let config = Config::from_env_with("APP_POOL", env(&[("APP_POOL_CHECK", "0.5")])).unwrap();
     assert_eq!(
@@ -215,6 +217,7 @@ fn every_bad_env_value_names_the_variable_and_the_value() {
         ("APP_POOL_QUEUE", "random"),
         ("APP_POOL_MAX_WAITING", "-"),
         ("APP_POOL_CONNECT_CONCURRENCY", "99999999999999999999999"),
+        ("APP_POOL_LEAK_THRESHOLD", "soon"),
     ];
     for &(var, value) in cases {
         let err = Config::from_env_with("APP_POOL", env(&[(var, value)])).unwrap_err();

@@ -1,5 +1,6 @@
 //! Test doubles for `pool-core`: a fake backend whose every `connect` and `check` can be
-//! scripted, which can break live connections and counts what the pool did to it.
+//! scripted, which can break live connections and counts what the pool did to it; and a TCP
+//! [`FaultProxy`] that refuses, resets, blackholes or delays traffic to a real server.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)]
@@ -17,5 +18,8 @@
 //! ```
 
 mod fake;
+pub mod model;
+mod proxy;
 
 pub use fake::{FakeConn, FakeError, FakeHandle, FakeManager, Step};
+pub use proxy::{Fault, FaultProxy};
