@@ -221,6 +221,13 @@ impl FakeHandle {
         self.backend.script.lock().check_default = Some(step);
     }
 
+    /// Forgets every scripted outcome not yet used (the defaults apply from now on).
+    pub fn clear_scripts(&self) {
+        let mut s = self.backend.script.lock();
+        s.connect.clear();
+        s.check.clear();
+    }
+
     /// Breaks every live connection (as a server restart would); returns how many.
     pub fn break_all(&self) -> usize {
         let reg = self.backend.registry.lock();

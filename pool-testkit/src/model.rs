@@ -186,6 +186,7 @@ pub async fn run(ops: Vec<Op>) -> Result<(), Violation> {
     }
 
     // Recovery: the backend heals, everything is returned, and every caller left is served.
+    backend.clear_scripts();
     backend.set_connect_default(Step::Ok);
     backend.set_check_default(Step::Ok);
     held.clear();
