@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::*;
 use pool_core::{CheckPolicy, Object, PoolError};
-use pool_testkit::Step;
+use pool_testkit::{Rng, Step};
 use tokio::time::Instant;
 
 fn soak_secs() -> u64 {
@@ -31,19 +31,6 @@ struct Totals {
     discarded: AtomicU64,
     faults: AtomicU64,
     unexpected: AtomicU64,
-}
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -69,7 +56,7 @@ async fn soak_on_the_fake_backend_loses_nothing() {
         let backend = backend.clone();
         let totals = Arc::clone(&totals);
         tokio::spawn(async move {
-            let mut rng = Rng(0xC0FFEE);
+            let mut rng = Rng::new(0xC0FFEE);
             while Instant::now() < end {
                 tokio::time::sleep(ms(20 + rng.below(80))).await;
                 totals.faults.fetch_add(1, Ordering::Relaxed);
@@ -90,7 +77,7 @@ async fn soak_on_the_fake_backend_loses_nothing() {
         let pool = pool.clone();
         let totals = Arc::clone(&totals);
         tasks.spawn(async move {
-            let mut rng = Rng(0x9E37_79B9 + t * 7919);
+            let mut rng = Rng::new(0x9E37_79B9 + t * 7919);
             while Instant::now() < end {
                 match rng.below(10) {
                     // Cancelled while waiting or checking.

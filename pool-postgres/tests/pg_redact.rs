@@ -57,35 +57,9 @@ fn redaction_covers_every_password_form() {
     assert_eq!(redact("passwordless=1 host=h"), "passwordless=1 host=h");
 }
 
-#[derive(Clone, Default)]
-struct Capture(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Capture {
-    type Writer = Capture;
-    fn make_writer(&'a self) -> Capture {
-        self.clone()
-    }
-}
-
 #[tokio::test]
 async fn log_events_and_pool_errors_hide_the_password() {
-    let capture = Capture::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(capture.clone())
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (capture, _guard) = pool_testkit::Capture::install();
 
     // Nothing listens on port 1: every connect is refused and logged.
     let url = format!("postgres://app:{SECRET}@127.0.0.1:1/x?connect_timeout=1");
@@ -96,7 +70,7 @@ async fn log_events_and_pool_errors_hide_the_password() {
         .build()
         .unwrap();
     let err = pool.get().await.unwrap_err();
-    let text = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let text = capture.text();
     assert!(
         text.contains("connect failed"),
         "the failure was logged:\n{text}"

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use pool_core::{CheckPolicy, Pool, PoolError};
 use pool_postgres::PgManager;
-use pool_testkit::{Fault, FaultProxy};
+use pool_testkit::{Fault, FaultProxy, Rng};
 
 fn soak_secs() -> u64 {
     std::env::var("SOAK_SECS")
@@ -21,16 +21,6 @@ fn soak_secs() -> u64 {
         .and_then(|v| v.parse().ok())
         .unwrap_or(5)
         .clamp(1, 120)
-}
-
-struct Rng(u64);
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -72,7 +62,7 @@ async fn soak_through_injected_faults_loses_nothing() {
         let proxy = Arc::clone(&proxy);
         let faults = Arc::clone(&faults);
         tokio::spawn(async move {
-            let mut rng = Rng(0xFA17);
+            let mut rng = Rng::new(0xFA17);
             while Instant::now() < end {
                 tokio::time::sleep(Duration::from_millis(200 + rng.below(400))).await;
                 let fault = match rng.below(3) {
@@ -107,7 +97,7 @@ async fn soak_through_injected_faults_loses_nothing() {
             short_timeouts.clone(),
         );
         tasks.spawn(async move {
-            let mut rng = Rng(0x5EED + t * 104729);
+            let mut rng = Rng::new(0x5EED + t * 104729);
             while Instant::now() < end {
                 match rng.below(10) {
                     0 => {

@@ -18,7 +18,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use pool_core::{Manager, Object, Pool, Status};
 use pool_postgres::PgManager;
-use pool_testkit::{FakeManager, Step};
+use pool_testkit::{FakeManager, Rng, Step};
 use tokio::time::Instant;
 
 struct Phase {
@@ -308,13 +308,7 @@ where
         })
     };
 
-    let mut rng = 0x9E37_79B9_7F4A_7C15u64;
-    let mut next = move || {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        rng
-    };
+    let mut rng = Rng::new(0x9E37_79B9_7F4A_7C15);
     let mut tasks = tokio::task::JoinSet::new();
     let mut seq = 0u64;
     for phase in PHASES {
@@ -324,7 +318,7 @@ where
         let mut due = phase_start;
         while phase_start.elapsed().as_secs_f64() < phase.secs {
             let hold =
-                Duration::from_millis(phase.hold.0 + next() % (phase.hold.1 - phase.hold.0 + 1));
+                Duration::from_millis(phase.hold.0 + rng.below(phase.hold.1 - phase.hold.0 + 1));
             let pool = pool.clone();
             let waits = Arc::clone(&waits);
             let errors = Arc::clone(&errors);

@@ -20,6 +20,8 @@
 mod fake;
 pub mod model;
 mod proxy;
+mod support;
 
 pub use fake::{FakeConn, FakeError, FakeHandle, FakeManager, Step};
 pub use proxy::{Fault, FaultProxy};
+pub use support::{Capture, Rng};

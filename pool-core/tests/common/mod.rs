@@ -1,8 +1,6 @@
 //! Helpers shared by the pool tests.
 #![allow(dead_code, unreachable_pub)]
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pool_core::{Pool, PoolBuilder};
@@ -63,44 +61,5 @@ pub fn assert_accounted(pool: &Pool<FakeManager>, backend: &FakeHandle, detached
     }
 }
 
-#[derive(Clone, Default)]
-pub struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Capture {
-    type Writer = Capture;
-    fn make_writer(&'a self) -> Capture {
-        self.clone()
-    }
-}
-
-impl Capture {
-    pub fn text(&self) -> String {
-        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
-    }
-}
-
-impl Capture {
-    /// Captures this thread's `tracing` events (DEBUG and up) until the guard drops.
-    pub fn install() -> (Capture, tracing::subscriber::DefaultGuard) {
-        let capture = Capture::default();
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(capture.clone())
-            .with_max_level(tracing::Level::DEBUG)
-            .with_ansi(false)
-            .finish();
-        (
-            capture.clone(),
-            tracing::subscriber::set_default(subscriber),
-        )
-    }
-}
+#[allow(unused_imports)]
+pub use pool_testkit::Capture;
