@@ -149,6 +149,8 @@ async fn a_refusing_server_is_retried_at_the_backoff_rate_and_the_floor_returns(
     let pool = Pool::builder(manager)
         .min_size(2)
         .max_size(4)
+        .check(CheckPolicy::Always)
+        .check_timeout(Duration::from_millis(500))
         .wait_timeout(Some(Duration::from_secs(1)))
         .build()
         .unwrap();
@@ -160,7 +162,7 @@ async fn a_refusing_server_is_retried_at_the_backoff_rate_and_the_floor_returns(
     proxy.set(Fault::Refuse);
     let refused_at = Instant::now();
     let errors_before = pool.stats().connections_errors;
-    // A caller finds the dead connections (discarded at checkout) and times out.
+    // A caller finds the dead connections (its checks fail; both are discarded) and times out.
     assert!(matches!(pool.get().await, Err(PoolError::Timeout(_))));
     let outage = Duration::from_secs(30);
     tokio::time::sleep(outage.saturating_sub(refused_at.elapsed())).await;
