@@ -28,7 +28,7 @@ mod redact;
 mod socket;
 
 pub use error::PgError;
-pub use manager::{PgConnection, PgManager};
+pub use manager::{PgConnection, PgManager, PgTls};
 pub use preset::{
     checkpointer, checkpointer_config, checkpointer_with_prefix, CHECKPOINTER_ENV_PREFIX,
 };

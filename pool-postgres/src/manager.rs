@@ -271,6 +271,35 @@ impl DerefMut for PgConnection {
     }
 }
 
+/// A TLS connector [`PgManager`] can use: [`NoTls`], or with the `rustls` feature
+/// `tokio_postgres_rustls::MakeRustlsConnect`. Implemented for every connector whose streams,
+/// handshakes and errors can cross threads.
+pub trait PgTls:
+    MakeTlsConnect<
+        PgStream,
+        Stream: Send + 'static,
+        TlsConnect: Send + TlsConnect<PgStream, Future: Send>,
+        Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    > + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<T> PgTls for T where
+    T: MakeTlsConnect<
+            PgStream,
+            Stream: Send + 'static,
+            TlsConnect: Send + TlsConnect<PgStream, Future: Send>,
+            Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+        > + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
+
 enum Target {
     Tcp {
         host: String,
@@ -283,14 +312,7 @@ enum Target {
     },
 }
 
-impl<T> PgManager<T>
-where
-    T: MakeTlsConnect<PgStream> + Clone + Send + Sync + 'static,
-    T::Stream: Send + 'static,
-    T::TlsConnect: Send,
-    T::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    <T::TlsConnect as TlsConnect<PgStream>>::Future: Send,
-{
+impl<T: PgTls> PgManager<T> {
     fn targets(&self) -> Vec<Target> {
         let ports = self.config.get_ports();
         let port = |i: usize| ports.get(i).or(ports.first()).copied().unwrap_or(5432);
@@ -410,14 +432,7 @@ where
     }
 }
 
-impl<T> Manager for PgManager<T>
-where
-    T: MakeTlsConnect<PgStream> + Clone + Send + Sync + 'static,
-    T::Stream: Send + 'static,
-    T::TlsConnect: Send,
-    T::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    <T::TlsConnect as TlsConnect<PgStream>>::Future: Send,
-{
+impl<T: PgTls> Manager for PgManager<T> {
     type Connection = PgConnection;
     type Error = PgError;
 
