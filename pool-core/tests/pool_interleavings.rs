@@ -80,6 +80,28 @@ where
     }
 }
 
+/// Polls both waiters, in order; the second never has the connection while the first still
+/// waits (FIFO).
+fn poll_both<F>(
+    w1: &mut Option<task::Spawn<F>>,
+    out1: &mut Outcome,
+    w2: &mut Option<task::Spawn<F>>,
+    out2: &mut Outcome,
+    ctx: &Ctx<'_>,
+) where
+    F: Future<Output = Result<Object<FakeManager>, PoolError<FakeError>>>,
+{
+    poll_one(w1, out1, 0, ctx);
+    poll_one(w2, out2, 1, ctx);
+    if matches!(out2, Some(Ok(_))) {
+        assert!(
+            w1.is_none(),
+            "{}: waiter 2 served while waiter 1 still waits",
+            ctx.what
+        );
+    }
+}
+
 async fn scenario(seq: &[Ev], poll_each: bool, broken: bool) {
     let what = format!("{seq:?}, poll after each: {poll_each}, returned broken: {broken}");
     let (builder, backend) = fake(1, 1);
@@ -125,15 +147,7 @@ async fn scenario(seq: &[Ev], poll_each: bool, broken: bool) {
                 timed,
                 returned_before_close,
             };
-            poll_one(&mut w1, &mut out1, 0, &ctx);
-            poll_one(&mut w2, &mut out2, 1, &ctx);
-        }
-        // FIFO: the second waiter never has the connection while the first still waits.
-        if matches!(out2, Some(Ok(_))) {
-            assert!(
-                w1.is_none(),
-                "{what}: waiter 2 served while waiter 1 still waits"
-            );
+            poll_both(&mut w1, &mut out1, &mut w2, &mut out2, &ctx);
         }
         let s = pool.status();
         assert_eq!(s.size, s.idle + s.in_use, "{what}: {s:?}");
@@ -146,14 +160,7 @@ async fn scenario(seq: &[Ev], poll_each: bool, broken: bool) {
         timed,
         returned_before_close,
     };
-    poll_one(&mut w1, &mut out1, 0, &ctx);
-    poll_one(&mut w2, &mut out2, 1, &ctx);
-    if matches!(out2, Some(Ok(_))) {
-        assert!(
-            w1.is_none(),
-            "{what}: waiter 2 served while waiter 1 still waits"
-        );
-    }
+    poll_both(&mut w1, &mut out1, &mut w2, &mut out2, &ctx);
     let served = [&out1, &out2]
         .iter()
         .filter(|o| matches!(o, Some(Ok(_))))
