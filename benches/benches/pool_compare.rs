@@ -33,7 +33,15 @@ use tokio::time::Instant;
 /// A batch that takes longer than this is a hang (qp loses wake-ups under contention).
 const HANG: Duration = Duration::from_secs(10);
 
-const POOLS: [&str; 6] = ["floor", "ours", "deadpool", "bb8", "mobc", "qp"];
+const POOLS: [&str; 7] = [
+    "floor",
+    "ours",
+    "ours-untimed",
+    "deadpool",
+    "bb8",
+    "mobc",
+    "qp",
+];
 
 #[derive(Default)]
 struct Report {
@@ -176,6 +184,8 @@ fn run_workload(c: &mut Criterion, w: &Workload, report: &mut Report) {
     bench_one(&mut group, &rt, w, "floor", floor, report);
     let ours = rt.block_on(build_ours(n, n, Duration::ZERO));
     bench_one(&mut group, &rt, w, "ours", ours, report);
+    let untimed = rt.block_on(build_ours_untimed(n, n, Duration::ZERO));
+    bench_one(&mut group, &rt, w, "ours-untimed", untimed, report);
     let dp = rt.block_on(build_deadpool(n, n, Duration::ZERO));
     bench_one(&mut group, &rt, w, "deadpool", dp, report);
     let bb = rt.block_on(build_bb8(n, n, Duration::ZERO));
@@ -440,9 +450,9 @@ fn table(dir: &Path, report: &mut Report) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "| workload | floor | ours | deadpool | bb8 | mobc | qp | ours/deadpool | ours/floor |"
+        "| workload | floor | ours (defaults) | ours (no wait timeout) | deadpool | bb8 | mobc | qp | ours/floor | deadpool/ours |"
     );
-    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|");
     let titles = [
         (
             "A",
@@ -482,24 +492,26 @@ fn table(dir: &Path, report: &mut Report) -> String {
         };
         let _ = writeln!(
             out,
-            "| {title} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {title} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             cell("floor"),
             cell("ours"),
+            cell("ours-untimed"),
             cell("deadpool"),
             cell("bb8"),
             cell("mobc"),
             cell("qp"),
-            ratio(get("ours"), get("deadpool")),
             ratio(get("ours"), get("floor")),
+            ratio(get("deadpool"), get("ours")),
         );
     }
     for (title, row) in &report.extra {
         let cell = |p: &str| row.get(p).cloned().unwrap_or_else(|| "–".into());
         let _ = writeln!(
             out,
-            "| {title} | {} | {} | {} | {} | {} | {} | | |",
+            "| {title} | {} | {} | {} | {} | {} | {} | {} | | |",
             cell("floor"),
             cell("ours"),
+            cell("ours-untimed"),
             cell("deadpool"),
             cell("bb8"),
             cell("mobc"),
@@ -606,7 +618,7 @@ fn main() {
 
     let table = table(&dir, &mut report);
     let header = format!(
-        "Measured {} with `{}cargo bench -p benches` on {} cores. Times are criterion medians; ratios are time ours / time peer (below 1 = ours faster).\n\n",
+        "Measured {} with `{}cargo bench -p benches` on {} cores. Times are criterion medians; ours/floor is time ours / time floor; deadpool/ours is time deadpool / time ours (above 1 = ours faster).\n\n",
         std::process::Command::new("date").arg("-u").arg("+%Y-%m-%d").output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default(),
         if quick { "BENCH_QUICK=1 " } else { "" },
         std::thread::available_parallelism().map_or(0, |n| n.get()),

@@ -4,9 +4,10 @@ use std::fmt;
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 
-use crate::inner::{Conn, Shared};
 use crate::manager::Manager;
 use crate::rt::Instant;
+use crate::shared::Shared;
+use crate::state::{Conn, Outcome};
 
 /// A connection checked out of a [`Pool`](crate::Pool). Derefs to the connection; goes back to
 /// the pool when dropped (synchronously, without spawning, also outside a runtime).
@@ -17,31 +18,24 @@ use crate::rt::Instant;
 pub struct Object<M: Manager> {
     conn: Option<Conn<M::Connection>>,
     shared: Arc<Shared<M>>,
-    since: Instant,
     /// Set while a health check runs: a caller cancelled mid-check leaves the connection in an
     /// unknown protocol state, so it is discarded rather than returned.
     pub(crate) checking: bool,
 }
 
 impl<M: Manager> Object<M> {
-    pub(crate) fn new(shared: Arc<Shared<M>>, conn: Conn<M::Connection>, since: Instant) -> Self {
+    pub(crate) fn new(shared: Arc<Shared<M>>, conn: Conn<M::Connection>) -> Self {
         Object {
             conn: Some(conn),
             shared,
-            since,
             checking: false,
         }
     }
 
-    pub(crate) fn idle_since(&self) -> Instant {
-        self.conn.as_ref().map_or(self.since, |c| c.idle_since)
-    }
-
-    /// Starts the leak watch on this checkout.
-    pub(crate) fn watch(&mut self, caller: &'static std::panic::Location<'static>) {
-        if let Some(conn) = self.conn.as_mut() {
-            self.shared.start_checkout(conn, caller, self.since);
-        }
+    fn conn(&self) -> &Conn<M::Connection> {
+        self.conn
+            .as_ref()
+            .expect("an Object holds its connection until dropped")
     }
 
     pub(crate) fn conn_mut(&mut self) -> &mut M::Connection {
@@ -52,44 +46,44 @@ impl<M: Manager> Object<M> {
             .raw
     }
 
-    /// Detaches the connection from the pool: the caller owns it, the pool forgets it (its size
-    /// drops by one and it may open a replacement).
-    pub fn take(mut this: Self) -> M::Connection {
-        let mut conn = this
-            .conn
+    fn into_conn(mut this: Self) -> Conn<M::Connection> {
+        this.conn
             .take()
-            .expect("an Object holds its connection until dropped");
-        this.shared.discard(None, conn.checkout.take(), false);
+            .expect("an Object holds its connection until dropped")
+    }
+
+    /// Detaches the connection from the pool: the caller owns it, the pool forgets it (its size
+    /// drops by one and it may open a replacement). Not counted as a closed connection.
+    pub fn take(this: Self) -> M::Connection {
+        let shared = Arc::clone(&this.shared);
+        let mut conn = Object::into_conn(this);
+        shared.detach(conn.watch.take());
         conn.raw
     }
 
     /// Closes the connection instead of returning it (for example after an error that leaves
     /// it unusable). The pool may open a replacement.
-    pub fn discard(mut this: Self) {
-        let conn = this.conn.take();
-        this.shared.discard(conn, None, false);
+    pub fn discard(this: Self) {
+        let shared = Arc::clone(&this.shared);
+        shared.release(Object::into_conn(this), Outcome::Discarded);
     }
 
     /// Discards a connection that failed its health check.
-    pub(crate) fn lose(mut self) {
-        let conn = self.conn.take();
-        self.shared.discard(conn, None, true);
+    pub(crate) fn lose(this: Self) {
+        let shared = Arc::clone(&this.shared);
+        shared.release(Object::into_conn(this), Outcome::Lost);
     }
 
     /// When the pool opened this connection.
     pub fn created(&self) -> Instant {
-        self.conn.as_ref().map_or(self.since, |c| c.created)
+        self.conn().created
     }
 }
 
 impl<M: Manager> Deref for Object<M> {
     type Target = M::Connection;
     fn deref(&self) -> &M::Connection {
-        &self
-            .conn
-            .as_ref()
-            .expect("an Object holds its connection until dropped")
-            .raw
+        &self.conn().raw
     }
 }
 
@@ -104,12 +98,14 @@ impl<M: Manager> Drop for Object<M> {
         let Some(mut conn) = self.conn.take() else {
             return;
         };
-        if self.checking {
-            self.shared.discard(Some(conn), None, false);
-            return;
-        }
-        let broken = self.shared.manager.has_broken(&mut conn.raw);
-        self.shared.give_back(conn, broken, Some(self.since));
+        let outcome = if self.checking {
+            Outcome::Discarded
+        } else if self.shared.manager.has_broken(&mut conn.raw) {
+            Outcome::Broken
+        } else {
+            Outcome::Healthy
+        };
+        self.shared.release(conn, outcome);
     }
 }
 

@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use crate::acquire;
 use crate::config::{CheckPolicy, Config, QueueMode};
-use crate::error::{ConfigError, PoolError, TimeoutError};
-use crate::inner::Shared;
+use crate::error::{ConfigError, PoolError};
 use crate::manager::Manager;
 use crate::object::Object;
+use crate::shared::Shared;
 use crate::stats::{Stats, Status};
 use crate::{connector, housekeeping, rt};
 
@@ -143,21 +143,18 @@ impl<M: Manager> Pool<M> {
             changed.as_mut().enable();
             {
                 let st = self.shared.state.lock();
-                if st.closed {
+                if st.is_closed() {
                     return Err(PoolError::Closed);
                 }
-                if st.size >= st.min_size {
+                if st.is_ready() {
                     return Ok(());
                 }
-                if rt::now() >= deadline {
-                    return Err(PoolError::Timeout(TimeoutError {
-                        waited: rt::now().saturating_duration_since(start),
-                        status: st.status(),
-                        last_connect_error: st.last_error.clone(),
-                    }));
+                let now = rt::now();
+                if now >= deadline {
+                    return Err(st.timeout_error(start, now));
                 }
             }
-            let _ = tokio::time::timeout_at(deadline, changed).await;
+            let _ = rt::timeout_at(deadline, changed).await;
         }
     }
 
@@ -168,7 +165,7 @@ impl<M: Manager> Pool<M> {
 
     /// Cumulative counters (eventually consistent).
     pub fn stats(&self) -> Stats {
-        self.shared.state.lock().stats
+        self.shared.state.lock().stats()
     }
 
     /// The configuration the pool was built with (`min_size`/`max_size` as built; see
@@ -195,13 +192,11 @@ impl<M: Manager> Pool<M> {
             ..self.shared.config.clone()
         };
         check.validate()?;
-        {
-            let mut st = self.shared.state.lock();
-            st.min_size = min_size;
-            st.max_size = max_size;
-        }
+        let wake_connector = self.shared.state.lock().resize(min_size, max_size);
         self.shared.signals.housekeeper.notify_one();
-        self.shared.signals.connector.notify_one();
+        if wake_connector {
+            self.shared.signals.connector.notify_one();
+        }
         Ok(())
     }
 
@@ -213,7 +208,7 @@ impl<M: Manager> Pool<M> {
 
     /// Has [`close`](Pool::close) been called?
     pub fn is_closed(&self) -> bool {
-        self.shared.state.lock().closed
+        self.shared.state.lock().is_closed()
     }
 
     /// Closes the pool and waits until every connection, including checked-out ones and
@@ -227,11 +222,8 @@ impl<M: Manager> Pool<M> {
             let changed = self.shared.signals.size_changed.notified();
             tokio::pin!(changed);
             changed.as_mut().enable();
-            {
-                let st = self.shared.state.lock();
-                if st.size == 0 && st.connecting == 0 {
-                    return;
-                }
+            if self.shared.state.lock().is_drained() {
+                return;
             }
             changed.await;
         }
@@ -331,11 +323,11 @@ impl<M: Manager> PoolBuilder<M> {
         }
         let shared = Arc::new(Shared::new(self.manager, self.config));
         let signals = Arc::clone(&shared.signals);
-        rt::try_spawn(connector::run(
+        rt::spawn(connector::run(
             Arc::downgrade(&shared),
             Arc::clone(&signals),
         ));
-        rt::try_spawn(housekeeping::run(Arc::downgrade(&shared), signals));
+        rt::spawn(housekeeping::run(Arc::downgrade(&shared), signals));
         shared.signals.connector.notify_one();
         Ok(Pool { shared })
     }

@@ -56,6 +56,20 @@ impl<T> Slab<T> {
         }
     }
 
+    pub(crate) fn get_mut(&mut self, key: usize) -> Option<&mut T> {
+        match self.entries.get_mut(key)? {
+            Entry::Occupied(v) => Some(v),
+            Entry::Vacant(_) => None,
+        }
+    }
+
+    pub(crate) fn get(&self, key: usize) -> Option<&T> {
+        match self.entries.get(key)? {
+            Entry::Occupied(v) => Some(v),
+            Entry::Vacant(_) => None,
+        }
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.len
     }
@@ -65,5 +79,25 @@ impl<T> Slab<T> {
             Entry::Occupied(v) => Some(v),
             Entry::Vacant(_) => None,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Slab;
+
+    #[test]
+    fn keys_are_reused_and_never_alias() {
+        let mut slab = Slab::new();
+        let a = slab.insert("a");
+        let b = slab.insert("b");
+        assert_eq!(slab.remove(a), Some("a"));
+        assert_eq!(slab.remove(a), None, "a vacant key removes nothing");
+        let c = slab.insert("c");
+        assert_eq!(c, a, "the freed key is reused");
+        assert_eq!(slab.get(b), Some(&"b"));
+        assert_eq!(slab.len(), 2);
+        *slab.get_mut(c).unwrap() = "c2";
+        assert_eq!(slab.iter_mut().map(|v| *v).collect::<Vec<_>>(), ["c2", "b"]);
     }
 }

@@ -250,15 +250,31 @@ pub async fn build_floor(max: usize) -> Floor {
     Floor(Arc::new(Semaphore::new(max)))
 }
 
+/// Our pool with its default configuration: only the sizes and `CheckPolicy::Never` (the peers'
+/// equivalent of no checkout health check) are set. The 30 s wait timeout and the 1 s
+/// slow-acquire warning stay on, as a user gets them.
 pub async fn build_ours(min: usize, max: usize, delay: Duration) -> Ours {
-    let pool = pool_core::Pool::builder(Noop::new(delay))
+    let builder = pool_core::Pool::builder(Noop::new(delay))
+        .min_size(min)
+        .max_size(max)
+        .check(pool_core::CheckPolicy::Never);
+    ready(builder).await
+}
+
+/// [`build_ours`] with the wait timeout and the slow-acquire warning turned off: what the pool
+/// costs without any deadline to keep.
+pub async fn build_ours_untimed(min: usize, max: usize, delay: Duration) -> Ours {
+    let builder = pool_core::Pool::builder(Noop::new(delay))
         .min_size(min)
         .max_size(max)
         .check(pool_core::CheckPolicy::Never)
-        .slow_acquire_threshold(None)
         .wait_timeout(None)
-        .build()
-        .expect("valid config");
+        .slow_acquire_threshold(None);
+    ready(builder).await
+}
+
+async fn ready(builder: pool_core::PoolBuilder<Noop>) -> Ours {
+    let pool = builder.build().expect("valid config");
     pool.wait_ready(Duration::from_secs(30))
         .await
         .expect("pre-filled");

@@ -1,0 +1,235 @@
+//! What the pool's handles and background tasks share: the manager, the configuration, the
+//! locked [`State`] and the signals that wake the background tasks.
+//!
+//! # Implementation details
+//!
+//! One mutex ([`crate::sync::Mutex`]) guards [`State`]. Every method here follows the same
+//! shape: read the clock if needed (before the lock), lock, take one transition, unlock, then
+//! wake, close and log what the transition handed back. The lock is never held across an
+//! `.await`, a call into the [`Manager`], a waker or a connection's `Drop`.
+//!
+//! `signals` live in their own `Arc` so the background tasks can wait on them while holding
+//! only a `Weak` to the pool.
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::panic::Location;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::Waker;
+
+use tokio::sync::Notify;
+
+use crate::config::Config;
+use crate::error::ConnectError;
+use crate::manager::{ErrorClass, Manager};
+use crate::rt::{self, Instant};
+use crate::state::{Approval, Chores, Conn, Outcome, Released, State};
+use crate::stats::millis;
+use crate::sync::Mutex;
+
+pub(crate) struct Signals {
+    /// Wakes the connector: demand may have changed.
+    pub(crate) connector: Notify,
+    /// Wakes the housekeeper: configuration, closing, or a waiter whose deadline is earlier
+    /// than the housekeeper's next look.
+    pub(crate) housekeeper: Notify,
+    /// Fires (`notify_waiters`) whenever the pool's size changes.
+    pub(crate) size_changed: Notify,
+    /// Set when the shared state is gone: background tasks exit.
+    pub(crate) shutdown: AtomicBool,
+}
+
+pub(crate) struct Shared<M: Manager> {
+    pub(crate) manager: M,
+    pub(crate) config: Config,
+    pub(crate) state: Mutex<State<M::Connection, M::Error>>,
+    pub(crate) signals: Arc<Signals>,
+    /// Live `Pool` handles; the last one to go closes the pool.
+    pub(crate) handles: AtomicUsize,
+}
+
+impl<M: Manager> Shared<M> {
+    pub(crate) fn new(manager: M, config: Config) -> Self {
+        let seed = RandomState::new().build_hasher().finish();
+        let state = Mutex::new(State::new(&config, seed));
+        Shared {
+            manager,
+            config,
+            state,
+            signals: Arc::new(Signals {
+                connector: Notify::new(),
+                housekeeper: Notify::new(),
+                size_changed: Notify::new(),
+                shutdown: AtomicBool::new(false),
+            }),
+            handles: AtomicUsize::new(1),
+        }
+    }
+
+    /// A connection comes back to the pool (see [`Outcome`]).
+    #[inline]
+    pub(crate) fn release(&self, conn: Conn<M::Connection>, outcome: Outcome) {
+        let now = rt::now();
+        let released = self.state.lock().release(conn, outcome, now);
+        self.finish(released, outcome);
+    }
+
+    /// A queued caller goes away before taking what it was handed.
+    pub(crate) fn leave(&self, key: usize) {
+        let released = self.state.lock().leave(key);
+        self.finish(released, Outcome::Healthy);
+    }
+
+    /// A checked-out connection leaves the pool for good.
+    pub(crate) fn detach(&self, watch: Option<usize>) {
+        let released = self.state.lock().detach(watch);
+        self.finish(released, Outcome::Healthy);
+    }
+
+    /// Starts the leak watch on a checkout.
+    pub(crate) fn watch(
+        &self,
+        conn: &mut Conn<M::Connection>,
+        caller: &'static Location<'static>,
+        since: Instant,
+    ) {
+        conn.watch = Some(self.state.lock().watch(caller, since));
+    }
+
+    /// Outside the lock: wake the waiter handed a connection, close one, tell the connector
+    /// and the size watchers, log.
+    #[inline]
+    fn finish(&self, released: Released<M::Connection>, outcome: Outcome) {
+        let size_changed = released.size_changed;
+        if let Some(w) = released.waker {
+            w.wake();
+        }
+        if let Some(conn) = released.close {
+            if outcome == Outcome::Broken {
+                tracing::debug!(target: "pool_core", "closing a connection returned broken");
+            }
+            drop(conn);
+        }
+        if released.wake_connector {
+            self.signals.connector.notify_one();
+        }
+        if size_changed {
+            self.signals.size_changed.notify_waiters();
+        }
+        if let Some(c) = released.leak_returned {
+            tracing::info!(
+                target: "pool_core",
+                checked_out_at = %c.caller,
+                held_ms = millis(rt::now().saturating_duration_since(c.since)),
+                "a connection reported as a possible leak came back"
+            );
+        }
+    }
+
+    /// The outcome of one background connect, approved by `approval`.
+    pub(crate) fn connect_done(
+        &self,
+        approval: Approval,
+        result: Result<M::Connection, ConnectError<M::Error>>,
+        started: Instant,
+    ) {
+        let result = result.map_err(|err| {
+            let class = match &err {
+                ConnectError::Backend(e) => self.manager.classify(e),
+                ConnectError::TimedOut(_) => ErrorClass::Transient,
+            };
+            (err, class)
+        });
+        let failed = result.as_ref().err().cloned();
+        let now = rt::now();
+        let mut wake: Vec<Waker> = Vec::new();
+        let settled = self
+            .state
+            .lock()
+            .settle_connect(approval, result, started, now, &mut wake);
+        for w in wake {
+            w.wake();
+        }
+        match settled {
+            Ok(released) => self.finish(released, Outcome::Healthy),
+            Err(f) => {
+                if let Some((error, class)) = failed {
+                    tracing::warn!(
+                        target: "pool_core",
+                        %error,
+                        ?class,
+                        attempt = f.attempt,
+                        retry_in_ms = millis(f.retry_in),
+                        waiting = f.waiting,
+                        "connect failed"
+                    );
+                }
+            }
+        }
+        self.signals.connector.notify_one();
+        self.signals.housekeeper.notify_one();
+        self.signals.size_changed.notify_waiters();
+    }
+
+    /// One housekeeping pass; returns when to look again.
+    pub(crate) fn housekeep(&self, chores: &mut Chores<M::Connection>) -> Option<Instant> {
+        let now = rt::now();
+        let cap = now + self.config.housekeeping_interval;
+        let (at, wake_connector) = {
+            let mut st = self.state.lock();
+            if st.is_closed() {
+                return None;
+            }
+            st.housekeep(now, cap, chores)
+        };
+        for w in chores.wake.drain(..) {
+            w.wake();
+        }
+        if chores.expired > 0 {
+            tracing::debug!(target: "pool_core", expired = chores.expired, "waiters timed out");
+            chores.expired = 0;
+        }
+        if !chores.close.is_empty() {
+            tracing::debug!(target: "pool_core", closed = chores.close.len(), "housekeeping closed idle or expired connections");
+            chores.close.clear();
+            self.signals.size_changed.notify_waiters();
+        }
+        if wake_connector {
+            self.signals.connector.notify_one();
+        }
+        for (caller, held) in chores.leaks.drain(..) {
+            tracing::warn!(
+                target: "pool_core",
+                checked_out_at = %caller,
+                held_ms = millis(held),
+                leak_threshold_ms = self.config.leak_threshold.map_or(0, millis),
+                "possible connection leak: checked out longer than the leak threshold"
+            );
+        }
+        Some(at)
+    }
+
+    pub(crate) fn close(&self) {
+        let mut wake = Vec::new();
+        let Some(idle) = self.state.lock().close(&mut wake) else {
+            return;
+        };
+        for w in wake {
+            w.wake();
+        }
+        drop(idle);
+        self.signals.connector.notify_one();
+        self.signals.housekeeper.notify_one();
+        self.signals.size_changed.notify_waiters();
+    }
+}
+
+impl<M: Manager> Drop for Shared<M> {
+    fn drop(&mut self) {
+        self.signals.shutdown.store(true, Ordering::Release);
+        self.signals.connector.notify_one();
+        self.signals.housekeeper.notify_one();
+        self.signals.size_changed.notify_waiters();
+    }
+}

@@ -1,0 +1,1158 @@
+//! The pool's state and every transition it makes.
+//!
+//! # Implementation details
+//!
+//! [`State`] is what the pool's one lock guards (see [`crate::shared`]): the idle connections,
+//! the waiter queue, the size counters, the connect backoff, the statistics and the leak
+//! watch. Its fields are private; each method is one transition, taken under the lock, that
+//! returns what the caller must do once the lock is released (wake a task, close a
+//! connection, wake the connector or the timer, log). Nothing here awaits, calls the
+//! [`Manager`](crate::Manager), reads the clock or wakes a task, so every transition is tested
+//! below without a runtime.
+//!
+//! Invariants (kept by the methods of this file alone):
+//! - `size` counts open connections: `idle.len()` plus the checked-out ones, including
+//!   connections sitting in a waiter's slot. `size + connecting <= max_size` whenever a
+//!   connect is approved; `size` may exceed `max_size` only after [`State::resize`] lowered
+//!   it, until enough connections come back to be closed.
+//! - While `waiters` is non-empty, `idle` is empty: a connection that becomes available goes
+//!   to the oldest waiter (direct hand-off), so a fresh `get()` never barges past the queue.
+//! - `connecting` counts approved connects: [`State::approve_connect`] hands out an
+//!   [`Approval`] and only [`State::settle_connect`], which consumes it, gives it back.
+//! - `timer_at` is no later than the moment the timer task will next look at the queue; a
+//!   waiter whose deadline is earlier asks for the timer to be woken.
+//! - Every closed connection is counted once in `connections_closed`; a detached one
+//!   (`Object::take`) leaves `size` without being counted as closed.
+
+use std::collections::VecDeque;
+use std::panic::Location;
+use std::sync::Arc;
+use std::task::Waker;
+use std::time::Duration;
+
+use crate::config::{Config, QueueMode};
+use crate::error::{ConnectError, PoolError, TimeoutError};
+use crate::manager::ErrorClass;
+use crate::rt::Instant;
+use crate::slab::Slab;
+use crate::stats::{millis, Stats, Status};
+use crate::waiters::{Queued, Waiters};
+
+/// A connection with the pool's bookkeeping.
+pub(crate) struct Conn<C> {
+    pub(crate) raw: C,
+    pub(crate) created: Instant,
+    /// When `max_lifetime` (less this connection's jitter) retires it.
+    expires: Option<Instant>,
+    /// When it was last returned, opened or handed to a waiter: its idle age, and for a
+    /// waiter the moment its wait ended.
+    pub(crate) stamp: Instant,
+    /// When a caller took it, for the usage statistics; `None` while in the pool.
+    pub(crate) taken: Option<Instant>,
+    /// Its entry in the leak watch while checked out with `leak_threshold` set.
+    pub(crate) watch: Option<usize>,
+}
+
+/// A checkout watched for leaks (only with `leak_threshold` set).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Checkout {
+    pub(crate) caller: &'static Location<'static>,
+    pub(crate) since: Instant,
+    /// Reported already (each checkout is reported once).
+    warned: bool,
+}
+
+/// What a waiter is handed: a connection or the error that ends its wait.
+pub(crate) type Handed<C, E> = Result<Conn<C>, PoolError<E>>;
+
+/// The configuration the transitions need, fixed when the pool is built.
+struct Rules {
+    queue_mode: QueueMode,
+    max_waiting: Option<usize>,
+    connect_concurrency: usize,
+    backoff_base: Duration,
+    backoff_cap: Duration,
+    max_idle: Option<Duration>,
+    max_lifetime: Option<Duration>,
+    leak_threshold: Option<Duration>,
+}
+
+pub(crate) struct State<C, E> {
+    rules: Rules,
+    idle: VecDeque<Conn<C>>,
+    waiters: Waiters<Handed<C, E>>,
+    size: usize,
+    connecting: usize,
+    min_size: usize,
+    max_size: usize,
+    closed: bool,
+    /// Idle connections past their lifetime, kept until a replacement keeps the floor.
+    retire_pending: usize,
+    /// Consecutive failed connects.
+    failures: u32,
+    /// No connect starts before this.
+    retry_at: Option<Instant>,
+    last_error: Option<ConnectError<E>>,
+    last_error_fatal: bool,
+    /// When the timer task next looks at the queue (`None`: it is not sleeping on a deadline).
+    timer_at: Option<Instant>,
+    rng: u64,
+    stats: Stats,
+    checkouts: Slab<Checkout>,
+}
+
+/// How a caller comes to [`State::admit`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Arrival {
+    /// A new `get()`.
+    New,
+    /// The same `get()` again after its connection failed the check at checkout; it keeps
+    /// its place in line if it had one.
+    Again { ticket: Option<u64> },
+}
+
+/// What [`State::admit`] decided.
+pub(crate) enum Admit<C, E> {
+    /// An idle connection, with nobody queued ahead.
+    Idle(Conn<C>),
+    /// Queued with its waker; wake the connector and/or the timer as flagged.
+    Queued {
+        queued: Queued,
+        wake_connector: bool,
+        wake_timer: bool,
+    },
+    /// Refused at once (closed pool, full queue).
+    Refused(PoolError<E>),
+}
+
+/// How a connection comes back to the pool. One verb, [`State::release`], for all of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// In working order: to the oldest waiter, or idle.
+    Healthy,
+    /// Returned by its holder and found broken (`has_broken`): closed, counted in
+    /// `returns_bad`.
+    Broken,
+    /// Found dead before it reached a caller (`has_broken` at checkout, a failed or timed-out
+    /// check): closed, counted in `connections_lost`.
+    Lost,
+    /// Closed on purpose (`Object::discard`, a check cancelled halfway).
+    Discarded,
+}
+
+/// What to do after [`State::release`] (and the other transitions that free a connection),
+/// outside the lock.
+#[must_use]
+pub(crate) struct Released<C> {
+    /// The waiter that was handed the connection.
+    pub(crate) waker: Option<Waker>,
+    /// The connection to close.
+    pub(crate) close: Option<Conn<C>>,
+    /// The pool wants a connection opened (a replacement for the waiters or the floor).
+    pub(crate) wake_connector: bool,
+    /// A checkout reported as a possible leak has come back.
+    pub(crate) leak_returned: Option<Checkout>,
+    /// The pool's size changed.
+    pub(crate) size_changed: bool,
+}
+
+/// The right to run one connect, from [`State::approve_connect`] to
+/// [`State::settle_connect`], which consumes it.
+#[must_use = "an approved connect must be settled"]
+#[derive(Debug)]
+pub(crate) struct Approval(());
+
+/// What the connector should do next.
+pub(crate) enum Next {
+    Connect(Approval),
+    /// Backing off after a failure: look again then.
+    WaitUntil(Instant),
+    /// No demand: wait to be woken.
+    Sleep,
+}
+
+/// A failed connect, for the log.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Failure {
+    pub(crate) attempt: u32,
+    pub(crate) retry_in: Duration,
+    pub(crate) waiting: usize,
+}
+
+/// What the housekeeping pass found, moved out to be closed, logged and woken outside the
+/// lock. Kept by the housekeeper and reused, so a pass allocates nothing once warm.
+pub(crate) struct Chores<C> {
+    pub(crate) close: Vec<Conn<C>>,
+    pub(crate) leaks: Vec<(&'static Location<'static>, Duration)>,
+    pub(crate) wake: Vec<Waker>,
+    pub(crate) expired: usize,
+}
+
+impl<C> Chores<C> {
+    pub(crate) fn new() -> Self {
+        Chores {
+            close: Vec::new(),
+            leaks: Vec::new(),
+            wake: Vec::new(),
+            expired: 0,
+        }
+    }
+}
+
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+impl<C, E> State<C, E> {
+    pub(crate) fn new(config: &Config, seed: u64) -> Self {
+        State {
+            rules: Rules {
+                queue_mode: config.queue_mode,
+                max_waiting: config.max_waiting,
+                connect_concurrency: config.connect_concurrency,
+                backoff_base: config.backoff_base,
+                backoff_cap: config.backoff_cap,
+                max_idle: config.max_idle,
+                max_lifetime: config.max_lifetime,
+                leak_threshold: config.leak_threshold,
+            },
+            idle: VecDeque::with_capacity(config.max_size),
+            waiters: Waiters::new(),
+            size: 0,
+            connecting: 0,
+            min_size: config.min_size,
+            max_size: config.max_size,
+            closed: false,
+            retire_pending: 0,
+            failures: 0,
+            retry_at: None,
+            last_error: None,
+            last_error_fatal: false,
+            timer_at: None,
+            rng: seed | 1,
+            stats: Stats::default(),
+            checkouts: Slab::new(),
+        }
+    }
+
+    // ---- snapshots ----
+
+    pub(crate) fn status(&self) -> Status {
+        Status {
+            size: self.size,
+            idle: self.idle.len(),
+            in_use: self.size - self.idle.len(),
+            waiting: self.waiters.len(),
+            connecting: self.connecting,
+            min_size: self.min_size,
+            max_size: self.max_size,
+        }
+    }
+
+    pub(crate) fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// Has the pool opened its floor?
+    pub(crate) fn is_ready(&self) -> bool {
+        self.size >= self.min_size
+    }
+
+    /// Are all connections closed and no connect in flight?
+    pub(crate) fn is_drained(&self) -> bool {
+        self.size == 0 && self.connecting == 0
+    }
+
+    /// The error for a wait that began at `since` and ends now.
+    pub(crate) fn timeout_error(&self, since: Instant, now: Instant) -> PoolError<E> {
+        PoolError::Timeout(TimeoutError {
+            waited: now.saturating_duration_since(since),
+            status: self.status(),
+            last_connect_error: self.last_error.clone(),
+        })
+    }
+
+    // ---- callers ----
+
+    /// A caller asks for a connection: an idle one if nobody is queued ahead, else a place in
+    /// the queue (with its waker, and `deadline` for the pool-wide timer), or a refusal.
+    #[inline]
+    pub(crate) fn admit(
+        &mut self,
+        arrival: Arrival,
+        now: Instant,
+        waker: &Waker,
+        deadline: Option<Instant>,
+    ) -> Admit<C, E> {
+        let ticket = match arrival {
+            Arrival::New => {
+                self.stats.requests_num += 1;
+                None
+            }
+            Arrival::Again { ticket } => ticket,
+        };
+        if self.closed {
+            self.stats.requests_errors += 1;
+            return Admit::Refused(PoolError::Closed);
+        }
+        if self.waiters.is_empty() {
+            let conn = match self.rules.queue_mode {
+                QueueMode::Lifo => self.idle.pop_back(),
+                QueueMode::Fifo => self.idle.pop_front(),
+            };
+            if let Some(conn) = conn {
+                return Admit::Idle(conn);
+            }
+        }
+        if let Some(max_waiting) = self.rules.max_waiting {
+            if self.waiters.len() >= max_waiting {
+                self.stats.requests_errors += 1;
+                return Admit::Refused(PoolError::TooManyWaiters { max_waiting });
+            }
+        }
+        if ticket.is_none() {
+            self.stats.requests_queued += 1;
+        }
+        let queued = self.waiters.push(ticket, waker.clone(), now, deadline);
+        if self.last_error_fatal {
+            // A fatal error answered earlier callers at once; this one gets its own attempt.
+            self.retry_at = None;
+        }
+        let wake_timer = match queued.deadline {
+            Some(d) if self.timer_at.is_none_or(|t| d < t) => {
+                self.timer_at = Some(d);
+                true
+            }
+            _ => false,
+        };
+        Admit::Queued {
+            queued,
+            wake_connector: self.wants_connect(),
+            wake_timer,
+        }
+    }
+
+    /// A queued caller looks at its slot: `None` while it waits (its waker is updated), else
+    /// what it was handed. `since` is when it queued, for the wait statistics.
+    #[inline]
+    pub(crate) fn poll_waiter(
+        &mut self,
+        key: usize,
+        waker: &Waker,
+        since: Instant,
+    ) -> Option<Handed<C, E>> {
+        let handed = self.waiters.poll(key, waker)?;
+        self.count_wait(&handed, since);
+        Some(handed)
+    }
+
+    /// A queued caller's own timer fired (`get_timeout` with a timeout of its own): a
+    /// connection handed over at the last moment is still taken, else it leaves with a
+    /// timeout.
+    pub(crate) fn time_out_waiter(
+        &mut self,
+        key: usize,
+        since: Instant,
+        now: Instant,
+    ) -> Handed<C, E> {
+        let handed = self
+            .waiters
+            .remove(key)
+            .unwrap_or_else(|| Err(self.timeout_error(since, now)));
+        self.count_wait(&handed, since);
+        handed
+    }
+
+    fn count_wait(&mut self, handed: &Handed<C, E>, since: Instant) {
+        match handed {
+            Ok(conn) => {
+                self.stats.requests_wait_ms += millis(conn.stamp.saturating_duration_since(since))
+            }
+            Err(_) => self.stats.requests_errors += 1,
+        }
+    }
+
+    /// A caller counts as failed without having waited in the queue (its connection failed
+    /// the check and its time ran out).
+    pub(crate) fn count_error(&mut self) {
+        self.stats.requests_errors += 1;
+    }
+
+    /// A queued caller goes away (cancelled): its slot is freed, and a connection handed to it
+    /// in the meantime goes on to the next waiter or the idle list.
+    pub(crate) fn leave(&mut self, key: usize) -> Released<C> {
+        match self.waiters.remove(key) {
+            Some(Ok(conn)) => {
+                let stamp = conn.stamp;
+                self.release(conn, Outcome::Healthy, stamp)
+            }
+            Some(Err(_)) | None => Released {
+                waker: None,
+                close: None,
+                wake_connector: false,
+                leak_returned: None,
+                size_changed: false,
+            },
+        }
+    }
+
+    /// A connection comes back: to the oldest waiter, to the idle list, or closed (by
+    /// outcome, closed pool, over the ceiling, past its lifetime).
+    #[inline]
+    pub(crate) fn release(
+        &mut self,
+        mut conn: Conn<C>,
+        outcome: Outcome,
+        now: Instant,
+    ) -> Released<C> {
+        if let Some(taken) = conn.taken.take() {
+            self.stats.usage_ms += millis(now.saturating_duration_since(taken));
+        }
+        let leak_returned = self.end_watch(conn.watch.take());
+        match outcome {
+            Outcome::Healthy => {}
+            Outcome::Broken => self.stats.returns_bad += 1,
+            Outcome::Lost => self.stats.connections_lost += 1,
+            Outcome::Discarded => {}
+        }
+        let expired = conn.expires.is_some_and(|t| t <= now);
+        if outcome != Outcome::Healthy || self.closed || self.size > self.max_size || expired {
+            self.size -= 1;
+            self.stats.connections_closed += 1;
+            return Released {
+                waker: None,
+                close: Some(conn),
+                wake_connector: self.wants_connect(),
+                leak_returned,
+                size_changed: true,
+            };
+        }
+        conn.stamp = now;
+        let waker = match self.waiters.hand_off(Ok(conn)) {
+            Ok(waker) => waker,
+            Err(Ok(conn)) => {
+                self.idle.push_back(conn);
+                None
+            }
+            Err(Err(_)) => unreachable!("hand_off gives back what it was given"),
+        };
+        Released {
+            waker,
+            close: None,
+            wake_connector: false,
+            leak_returned,
+            size_changed: false,
+        }
+    }
+
+    /// A checked-out connection leaves the pool for good (`Object::take`): not counted as
+    /// closed, and the pool may open a replacement.
+    pub(crate) fn detach(&mut self, watch: Option<usize>) -> Released<C> {
+        let leak_returned = self.end_watch(watch);
+        self.size -= 1;
+        Released {
+            waker: None,
+            close: None,
+            wake_connector: self.wants_connect(),
+            leak_returned,
+            size_changed: true,
+        }
+    }
+
+    /// Starts the leak watch on a checkout; returns its key.
+    pub(crate) fn watch(&mut self, caller: &'static Location<'static>, since: Instant) -> usize {
+        self.checkouts.insert(Checkout {
+            caller,
+            since,
+            warned: false,
+        })
+    }
+
+    /// Ends a leak watch; returns it if it had been reported.
+    fn end_watch(&mut self, key: Option<usize>) -> Option<Checkout> {
+        self.checkouts.remove(key?).filter(|c| c.warned)
+    }
+
+    // ---- the connector ----
+
+    /// Is there demand for another connection (ignoring backoff and the connect concurrency)?
+    /// Waiters not already covered by a connect in flight, or a floor not met, with room below
+    /// the ceiling.
+    pub(crate) fn wants_connect(&self) -> bool {
+        let open = self.size + self.connecting;
+        if self.closed || open >= self.max_size {
+            return false;
+        }
+        let floor = self.min_size + self.retire_pending.min(self.max_size - self.min_size);
+        self.waiters.len() > self.connecting || open < floor
+    }
+
+    /// Should the connector open a connection now? Demand is re-checked here just before each
+    /// connect, so a burst served by returns opens nothing more.
+    pub(crate) fn approve_connect(&mut self, now: Instant) -> Next {
+        if !self.wants_connect() || self.connecting >= self.rules.connect_concurrency {
+            return Next::Sleep;
+        }
+        match self.retry_at {
+            Some(t) if t > now => Next::WaitUntil(t),
+            _ => {
+                self.connecting += 1;
+                Next::Connect(Approval(()))
+            }
+        }
+    }
+
+    /// The outcome of an approved connect: a new connection goes to the oldest waiter or idle;
+    /// a failure sets the backoff and, if fatal, fails every waiter (their wakers go to
+    /// `wake`). Returns the connection to close (the pool closed meanwhile) or the failure to
+    /// log.
+    pub(crate) fn settle_connect(
+        &mut self,
+        approval: Approval,
+        result: Result<C, (ConnectError<E>, ErrorClass)>,
+        started: Instant,
+        now: Instant,
+        wake: &mut Vec<Waker>,
+    ) -> Result<Released<C>, Failure> {
+        let Approval(()) = approval;
+        self.connecting -= 1;
+        self.stats.connections_ms += millis(now.saturating_duration_since(started));
+        match result {
+            Ok(raw) => {
+                self.failures = 0;
+                self.retry_at = None;
+                self.last_error = None;
+                self.last_error_fatal = false;
+                self.stats.connections_num += 1;
+                self.size += 1;
+                self.retire_pending = self.retire_pending.saturating_sub(1);
+                let expires = self.rules.max_lifetime.map(|life| {
+                    let jitter = life.mul_f64(0.05 * self.random());
+                    now + life.saturating_sub(jitter)
+                });
+                let conn = Conn {
+                    raw,
+                    created: now,
+                    expires,
+                    stamp: now,
+                    taken: None,
+                    watch: None,
+                };
+                Ok(self.release(conn, Outcome::Healthy, now))
+            }
+            Err((err, class)) => {
+                self.stats.connections_errors += 1;
+                self.failures = self.failures.saturating_add(1);
+                let delay = self.backoff_delay();
+                self.retry_at = Some(now + delay);
+                self.last_error_fatal = class == ErrorClass::Fatal;
+                if let (ErrorClass::Fatal, ConnectError::Backend(e)) = (class, &err) {
+                    self.waiters
+                        .fail_all(|| Err(PoolError::Backend(Arc::clone(e))), wake);
+                }
+                self.last_error = Some(err);
+                Err(Failure {
+                    attempt: self.failures,
+                    retry_in: delay,
+                    waiting: self.waiters.len(),
+                })
+            }
+        }
+    }
+
+    /// A uniform draw in `[0, 1)` (xorshift64*).
+    fn random(&mut self) -> f64 {
+        let mut x = self.rng;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng = x;
+        (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Full-jitter exponential backoff after `failures` consecutive failures.
+    fn backoff_delay(&mut self) -> Duration {
+        let exp = self
+            .rules
+            .backoff_base
+            .checked_mul(1u32 << self.failures.saturating_sub(1).min(30))
+            .unwrap_or(self.rules.backoff_cap)
+            .min(self.rules.backoff_cap);
+        exp.mul_f64(self.random())
+    }
+
+    // ---- control ----
+
+    /// New floor and ceiling (already validated). Returns whether the connector should look.
+    pub(crate) fn resize(&mut self, min_size: usize, max_size: usize) -> bool {
+        self.min_size = min_size;
+        self.max_size = max_size;
+        self.wants_connect()
+    }
+
+    /// Closes the pool: every waiter is failed (wakers to `wake`) and the idle connections are
+    /// returned to be closed. `None` if it was closed already.
+    pub(crate) fn close(&mut self, wake: &mut Vec<Waker>) -> Option<VecDeque<Conn<C>>> {
+        if self.closed {
+            return None;
+        }
+        self.closed = true;
+        self.waiters.fail_all(|| Err(PoolError::Closed), wake);
+        let n = self.idle.len();
+        self.size -= n;
+        self.stats.connections_closed += n as u64;
+        Some(std::mem::take(&mut self.idle))
+    }
+
+    // ---- the housekeeper ----
+
+    /// One housekeeping pass: idle shrink, lifetime, the ceiling after a resize, the leak
+    /// watch, and waiters past their deadline. Fills `chores`; returns when to look again (at
+    /// most `cap`) and whether the connector should look.
+    pub(crate) fn housekeep(
+        &mut self,
+        now: Instant,
+        cap: Instant,
+        chores: &mut Chores<C>,
+    ) -> (Instant, bool) {
+        let next = self.reap(now, &mut chores.close);
+        let next = earliest(next, self.watch_leaks(now, &mut chores.leaks));
+        let before = chores.wake.len();
+        let next = earliest(next, self.expire_waiters(now, &mut chores.wake));
+        chores.expired += chores.wake.len() - before;
+        let at = next.map_or(cap, |n| n.min(cap));
+        self.timer_at = Some(at);
+        (at, self.wants_connect())
+    }
+
+    /// Fails the waiters whose pool-wide deadline has passed; returns the next deadline.
+    fn expire_waiters(&mut self, now: Instant, wake: &mut Vec<Waker>) -> Option<Instant> {
+        if self.waiters.is_empty() {
+            return None;
+        }
+        let mut status = self.status();
+        let last = &self.last_error;
+        // The waiters count their own error when they take it from the slot. Each one's
+        // status is the pool as it left it.
+        self.waiters.expire(
+            now,
+            |since| {
+                status.waiting -= 1;
+                Err(PoolError::Timeout(TimeoutError {
+                    waited: now.saturating_duration_since(since),
+                    status,
+                    last_connect_error: last.clone(),
+                }))
+            },
+            wake,
+        )
+    }
+
+    /// Idle shrink, lifetime and the ceiling: moves the connections to close into `out`;
+    /// returns the next deadline.
+    fn reap(&mut self, now: Instant, out: &mut Vec<Conn<C>>) -> Option<Instant> {
+        let before = out.len();
+        // Above the ceiling (after a resize): close the longest idle first.
+        while self.size - (out.len() - before) > self.max_size {
+            match self.idle.pop_front() {
+                Some(c) => out.push(c),
+                None => break,
+            }
+        }
+        // Idle shrink, down to the floor. Idle connections sit in return order, so the
+        // longest idle is at the front.
+        if let Some(max_idle) = self.rules.max_idle {
+            while self.size - (out.len() - before) > self.min_size {
+                match self.idle.front() {
+                    Some(c) if c.stamp + max_idle <= now => out.extend(self.idle.pop_front()),
+                    _ => break,
+                }
+            }
+        }
+        // Lifetime: close expired ones while above the floor; at the floor keep them until the
+        // connector has opened their replacement.
+        let mut pending = 0;
+        let mut i = 0;
+        while i < self.idle.len() {
+            if self.idle[i].expires.is_some_and(|t| t <= now) {
+                let open = self.size - (out.len() - before);
+                // Keep it only while a replacement can still be opened below the ceiling.
+                let room = open + self.connecting + pending < self.max_size;
+                if open > self.min_size || !room {
+                    out.extend(self.idle.remove(i));
+                    continue;
+                }
+                pending += 1;
+            }
+            i += 1;
+        }
+        self.retire_pending = pending;
+        let closed = out.len() - before;
+        self.size -= closed;
+        self.stats.connections_closed += closed as u64;
+
+        let mut next: Option<Instant> = None;
+        if let (Some(max_idle), Some(front)) = (self.rules.max_idle, self.idle.front()) {
+            if self.size > self.min_size {
+                next = earliest(next, Some(front.stamp + max_idle));
+            }
+        }
+        for c in &self.idle {
+            // Expired ones still here wait for their replacement, which wakes the housekeeper.
+            next = earliest(next, c.expires.filter(|&t| t > now));
+        }
+        next
+    }
+
+    /// Marks checkouts held past the leak threshold (each once) into `out`; returns when the
+    /// next one will be due.
+    fn watch_leaks(
+        &mut self,
+        now: Instant,
+        out: &mut Vec<(&'static Location<'static>, Duration)>,
+    ) -> Option<Instant> {
+        let threshold = self.rules.leak_threshold?;
+        if self.checkouts.len() == 0 {
+            return None;
+        }
+        let mut next: Option<Instant> = None;
+        for c in self.checkouts.iter_mut().filter(|c| !c.warned) {
+            let due = c.since + threshold;
+            if due <= now {
+                c.warned = true;
+                out.push((c.caller, now.saturating_duration_since(c.since)));
+            } else {
+                next = earliest(next, Some(due));
+            }
+        }
+        next
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::task::{Wake, Waker};
+    use std::time::Duration;
+
+    use super::*;
+
+    #[derive(Debug)]
+    struct Boom;
+    impl std::fmt::Display for Boom {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("boom")
+        }
+    }
+
+    struct Count(AtomicUsize);
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn waker() -> Waker {
+        Waker::from(Arc::new(Count(AtomicUsize::new(0))))
+    }
+
+    fn secs(n: u64) -> Duration {
+        Duration::from_secs(n)
+    }
+
+    type S = State<u32, Boom>;
+
+    fn state(min: usize, max: usize) -> S {
+        let config = Config {
+            min_size: min,
+            max_size: max,
+            max_lifetime: None,
+            ..Config::default()
+        };
+        State::new(&config, 7)
+    }
+
+    /// Approves and settles one successful connect, raising the floor for it if nothing
+    /// else asks for one.
+    fn open(st: &mut S, raw: u32, now: Instant) -> Released<u32> {
+        let s = st.status();
+        if !st.wants_connect() {
+            let _ = st.resize(s.size + 1, s.max_size);
+        }
+        let Next::Connect(a) = st.approve_connect(now) else {
+            panic!("no connect approved: {:?}", st.status())
+        };
+        let _ = st.resize(s.min_size, s.max_size);
+        st.settle_connect(a, Ok(raw), now, now, &mut Vec::new())
+            .expect("a successful connect")
+    }
+
+    fn take_idle(st: &mut S, now: Instant) -> Conn<u32> {
+        match st.admit(Arrival::New, now, &waker(), None) {
+            Admit::Idle(c) => c,
+            _ => panic!("no idle connection: {:?}", st.status()),
+        }
+    }
+
+    #[test]
+    fn the_floor_is_opened_one_approved_connect_at_a_time() {
+        let now = Instant::now();
+        let mut st = state(2, 4);
+        assert!(st.wants_connect());
+        let Next::Connect(a) = st.approve_connect(now) else {
+            panic!()
+        };
+        assert!(
+            matches!(st.approve_connect(now), Next::Sleep),
+            "connect_concurrency 1"
+        );
+        assert_eq!(st.status().connecting, 1);
+        let r = st
+            .settle_connect(a, Ok(1), now, now, &mut Vec::new())
+            .ok()
+            .unwrap();
+        assert!(r.waker.is_none() && r.close.is_none());
+        let _ = open(&mut st, 2, now);
+        assert!(!st.wants_connect(), "floor met, nobody waiting");
+        assert!(st.is_ready());
+        let s = st.status();
+        assert_eq!((s.size, s.idle, s.connecting), (2, 2, 0));
+    }
+
+    #[test]
+    fn a_waiter_is_handed_the_next_return_and_idle_stays_empty_meanwhile() {
+        let t0 = Instant::now();
+        let mut st = state(0, 1);
+        let _ = open(&mut st, 1, t0);
+        let conn = take_idle(&mut st, t0);
+        let Admit::Queued {
+            queued,
+            wake_connector,
+            ..
+        } = st.admit(Arrival::New, t0, &waker(), None)
+        else {
+            panic!("should queue")
+        };
+        assert!(!wake_connector, "at the ceiling");
+        assert!(st.poll_waiter(queued.key, &waker(), t0).is_none());
+        let t1 = t0 + secs(2);
+        let r = st.release(conn, Outcome::Healthy, t1);
+        assert!(r.waker.is_some(), "the waiter is woken");
+        assert_eq!(st.status().idle, 0);
+        let got = st
+            .poll_waiter(queued.key, &waker(), t0)
+            .unwrap()
+            .ok()
+            .unwrap();
+        assert_eq!(got.raw, 1);
+        assert_eq!(
+            st.stats().requests_wait_ms,
+            2000,
+            "wait ends at the hand-off"
+        );
+    }
+
+    #[test]
+    fn a_new_caller_never_barges_past_the_queue() {
+        let t0 = Instant::now();
+        let mut st = state(0, 1);
+        let _ = open(&mut st, 1, t0);
+        let conn = take_idle(&mut st, t0);
+        let Admit::Queued { queued, .. } = st.admit(Arrival::New, t0, &waker(), None) else {
+            panic!()
+        };
+        let _ = st.release(conn, Outcome::Healthy, t0);
+        // The connection sits in the waiter's slot; a new caller must queue.
+        assert!(matches!(
+            st.admit(Arrival::New, t0, &waker(), None),
+            Admit::Queued { .. }
+        ));
+        // The first waiter leaves without taking it: on to the second.
+        let r = st.leave(queued.key);
+        assert!(r.waker.is_some());
+        assert_eq!(st.status().waiting, 0);
+    }
+
+    #[test]
+    fn release_outcomes_close_and_count() {
+        let t0 = Instant::now();
+        let mut st = state(0, 4);
+        for raw in 0..4 {
+            let _ = open(&mut st, raw, t0);
+        }
+        let mut conns: Vec<_> = (0..4).map(|_| take_idle(&mut st, t0)).collect();
+        for c in &mut conns {
+            c.taken = Some(t0);
+        }
+        let t1 = t0 + secs(1);
+        let outcomes = [
+            Outcome::Healthy,
+            Outcome::Broken,
+            Outcome::Lost,
+            Outcome::Discarded,
+        ];
+        for (c, o) in conns.into_iter().zip(outcomes) {
+            let r = st.release(c, o, t1);
+            assert_eq!(r.close.is_some(), o != Outcome::Healthy, "{o:?}");
+        }
+        let s = st.stats();
+        assert_eq!(
+            (s.returns_bad, s.connections_lost, s.connections_closed),
+            (1, 1, 3)
+        );
+        assert_eq!(s.usage_ms, 4000);
+        assert_eq!(st.status().size, 1);
+    }
+
+    #[test]
+    fn detach_frees_the_slot_without_counting_a_close() {
+        let t0 = Instant::now();
+        let mut st = state(1, 2);
+        let _ = open(&mut st, 1, t0);
+        let c = take_idle(&mut st, t0);
+        let r = st.detach(c.watch);
+        assert!(r.wake_connector, "below the floor: a replacement is wanted");
+        assert_eq!(st.status().size, 0);
+        assert_eq!(st.stats().connections_closed, 0);
+    }
+
+    #[test]
+    fn a_fatal_connect_fails_every_waiter_and_the_next_caller_gets_an_attempt() {
+        let t0 = Instant::now();
+        let mut st = state(0, 2);
+        let keys: Vec<_> = (0..3)
+            .map(|_| match st.admit(Arrival::New, t0, &waker(), None) {
+                Admit::Queued { queued, .. } => queued.key,
+                _ => panic!(),
+            })
+            .collect();
+        let Next::Connect(a) = st.approve_connect(t0) else {
+            panic!()
+        };
+        let mut wake = Vec::new();
+        let err = ConnectError::Backend(Arc::new(Boom));
+        let failure = st
+            .settle_connect(a, Err((err, ErrorClass::Fatal)), t0, t0, &mut wake)
+            .err()
+            .unwrap();
+        assert_eq!(failure.attempt, 1);
+        assert_eq!(wake.len(), 3);
+        for k in keys {
+            assert!(matches!(
+                st.poll_waiter(k, &waker(), t0),
+                Some(Err(PoolError::Backend(_)))
+            ));
+        }
+        assert_eq!(st.stats().requests_errors, 3);
+        // Backing off...
+        assert!(matches!(
+            st.approve_connect(t0),
+            Next::Sleep | Next::WaitUntil(_)
+        ));
+        // ...until a new caller arrives: it gets its own attempt at once.
+        let _ = st.admit(Arrival::New, t0, &waker(), None);
+        assert!(matches!(st.approve_connect(t0), Next::Connect(_)));
+    }
+
+    #[test]
+    fn transient_failures_back_off_exponentially_within_the_cap() {
+        let t0 = Instant::now();
+        let mut st = state(1, 1);
+        let mut delays = Vec::new();
+        let mut now = t0;
+        for _ in 0..12 {
+            let a = loop {
+                match st.approve_connect(now) {
+                    Next::Connect(a) => break a,
+                    Next::WaitUntil(t) => now = t,
+                    Next::Sleep => panic!("the floor wants a connection"),
+                }
+            };
+            let err = ConnectError::TimedOut(secs(1));
+            let f = st
+                .settle_connect(
+                    a,
+                    Err((err, ErrorClass::Transient)),
+                    now,
+                    now,
+                    &mut Vec::new(),
+                )
+                .err()
+                .unwrap();
+            delays.push(f.retry_in);
+        }
+        let cfg = Config::default();
+        for (i, d) in delays.iter().enumerate() {
+            let ceiling = cfg
+                .backoff_base
+                .saturating_mul(1 << i.min(30))
+                .min(cfg.backoff_cap);
+            assert!(*d <= ceiling, "attempt {i}: {d:?} > {ceiling:?}");
+        }
+        assert!(delays.iter().skip(8).any(|d| *d > secs(0)));
+    }
+
+    #[test]
+    fn the_timer_expires_waiters_in_order_and_asks_to_be_woken_only_when_earlier() {
+        let t0 = Instant::now();
+        let mut st = state(0, 1);
+        let mut chores = Chores::new();
+        // The housekeeper sleeps until its cap, 1 s from now.
+        let (at, _) = st.housekeep(t0, t0 + secs(1), &mut chores);
+        assert_eq!(at, t0 + secs(1));
+        let admit =
+            |st: &mut S, deadline| match st.admit(Arrival::New, t0, &waker(), Some(deadline)) {
+                Admit::Queued {
+                    queued, wake_timer, ..
+                } => (queued.key, wake_timer),
+                _ => panic!(),
+            };
+        // A deadline after the timer's next look needs no wake-up...
+        let (late, woke) = admit(&mut st, t0 + secs(30));
+        assert!(!woke);
+        // ...an earlier one does, once.
+        let (_, woke) = admit(&mut st, t0 + secs(30));
+        assert!(!woke);
+        let mut st2 = state(0, 1);
+        let _ = st2.housekeep(t0, t0 + secs(1), &mut chores);
+        let (_, woke) = admit(&mut st2, t0 + Duration::from_millis(100));
+        assert!(woke, "earlier than the timer's next look");
+        let (_, woke) = admit(&mut st2, t0 + Duration::from_millis(200));
+        assert!(!woke, "the timer already looks before this one");
+
+        // The housekeeper now sleeps until the head's deadline, and expires it there.
+        let (at, _) = st.housekeep(t0 + secs(29), t0 + secs(60), &mut chores);
+        assert_eq!(at, t0 + secs(30));
+        let (_, _) = st.housekeep(t0 + secs(30), t0 + secs(60), &mut chores);
+        assert_eq!(chores.expired, 2);
+        assert_eq!(chores.wake.len(), 2);
+        match st.poll_waiter(late, &waker(), t0) {
+            Some(Err(PoolError::Timeout(t))) => {
+                assert_eq!(t.waited, secs(30));
+                assert_eq!(t.status.waiting, 1, "the other one still waited");
+            }
+            _ => panic!("the waiter should have timed out"),
+        }
+        assert_eq!(st.stats().requests_errors, 1);
+    }
+
+    #[test]
+    fn reap_shrinks_idle_to_the_floor_and_retires_at_the_floor_only_after_replacement() {
+        let t0 = Instant::now();
+        let config = Config {
+            min_size: 1,
+            max_size: 3,
+            max_idle: Some(secs(10)),
+            max_lifetime: Some(secs(100)),
+            ..Config::default()
+        };
+        let mut st: S = State::new(&config, 3);
+        for raw in 0..3 {
+            let _ = open(&mut st, raw, t0);
+        }
+        let mut chores = Chores::new();
+        let (next, _) = st.housekeep(t0 + secs(5), t0 + secs(60), &mut chores);
+        assert_eq!(next, t0 + secs(10));
+        assert!(chores.close.is_empty());
+        let _ = st.housekeep(t0 + secs(10), t0 + secs(60), &mut chores);
+        assert_eq!(chores.close.len(), 2, "down to the floor");
+        assert_eq!(st.status().size, 1);
+        chores.close.clear();
+        // Past its lifetime (jitter up to 5 %): at the floor it stays until replaced.
+        let (_, wake_connector) = st.housekeep(t0 + secs(100), t0 + secs(200), &mut chores);
+        assert!(chores.close.is_empty());
+        assert!(wake_connector, "a replacement is wanted");
+        let _ = open(&mut st, 9, t0 + secs(100));
+        let _ = st.housekeep(t0 + secs(100), t0 + secs(200), &mut chores);
+        assert_eq!(chores.close.len(), 1, "the expired one goes once replaced");
+        assert_eq!(st.status().size, 1);
+    }
+
+    #[test]
+    fn resize_below_the_size_closes_returns_and_idle_above_the_ceiling() {
+        let t0 = Instant::now();
+        let mut st = state(0, 3);
+        for raw in 0..3 {
+            let _ = open(&mut st, raw, t0);
+        }
+        let first = take_idle(&mut st, t0);
+        let second = take_idle(&mut st, t0);
+        assert!(!st.resize(0, 1));
+        let mut chores = Chores::new();
+        let _ = st.housekeep(t0, t0 + secs(1), &mut chores);
+        assert_eq!(chores.close.len(), 1, "the idle one closed: size 3 -> 2");
+        let r = st.release(first, Outcome::Healthy, t0);
+        assert!(r.close.is_some(), "over the ceiling: closed on return");
+        let r = st.release(second, Outcome::Healthy, t0);
+        assert!(r.close.is_none(), "at the ceiling: kept");
+        let s = st.status();
+        assert_eq!((s.size, s.idle), (1, 1));
+    }
+
+    #[test]
+    fn close_fails_waiters_hands_back_idle_and_closes_returns() {
+        let t0 = Instant::now();
+        let mut st = state(0, 2);
+        let _ = open(&mut st, 1, t0);
+        let _ = open(&mut st, 2, t0);
+        let held = take_idle(&mut st, t0);
+        let other = take_idle(&mut st, t0);
+        let _ = st.release(other, Outcome::Healthy, t0);
+        assert_eq!(st.status().idle, 1);
+        let mut st_waiting = state(0, 1);
+        let _ = open(&mut st_waiting, 3, t0);
+        let held_w = take_idle(&mut st_waiting, t0);
+        let Admit::Queued { queued, .. } = st_waiting.admit(Arrival::New, t0, &waker(), None)
+        else {
+            panic!()
+        };
+
+        let mut wake = Vec::new();
+        let idle = st.close(&mut wake).expect("first close");
+        assert_eq!(idle.len(), 1);
+        assert!(st.close(&mut wake).is_none(), "closing twice does nothing");
+        assert!(st.release(held, Outcome::Healthy, t0).close.is_some());
+        assert!(st.is_drained());
+        assert!(matches!(
+            st.admit(Arrival::New, t0, &waker(), None),
+            Admit::Refused(PoolError::Closed)
+        ));
+
+        let _ = st_waiting.close(&mut wake);
+        assert_eq!(wake.len(), 1);
+        assert!(matches!(
+            st_waiting.poll_waiter(queued.key, &waker(), t0),
+            Some(Err(PoolError::Closed))
+        ));
+        assert!(st_waiting
+            .release(held_w, Outcome::Healthy, t0)
+            .close
+            .is_some());
+        assert_eq!(st_waiting.stats().connections_closed, 1);
+    }
+
+    #[test]
+    fn max_waiting_sheds_the_next_caller() {
+        let t0 = Instant::now();
+        let config = Config {
+            max_size: 1,
+            max_waiting: Some(1),
+            ..Config::default()
+        };
+        let mut st: S = State::new(&config, 1);
+        let _ = st.admit(Arrival::New, t0, &waker(), None);
+        assert!(matches!(
+            st.admit(Arrival::New, t0, &waker(), None),
+            Admit::Refused(PoolError::TooManyWaiters { max_waiting: 1 })
+        ));
+        assert_eq!(st.stats().requests_errors, 1);
+    }
+}
