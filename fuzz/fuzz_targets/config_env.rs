@@ -23,7 +23,7 @@ fuzz_target!(|data: &[u8]| {
         use std::os::unix::ffi::OsStringExt;
         set.iter().find(|(k, _)| k == name).map(|(_, v)| OsString::from_vec(v.clone()))
     };
-    match Config::from_env_with("FUZZ_POOL", lookup) {
+    match Config::default().with_env_lookup("FUZZ_POOL", lookup) {
         Ok(config) => assert_eq!(config.validate(), Ok(()), "an accepted config validates"),
         Err(ConfigError::NoRuntime) => panic!("parsing never needs a runtime"),
         Err(e) => {

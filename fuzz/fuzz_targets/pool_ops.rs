@@ -20,7 +20,7 @@ fn step(u: &mut Unstructured<'_>) -> Result<Step> {
 }
 
 fn op(u: &mut Unstructured<'_>) -> Result<Op> {
-    Ok(match u.int_in_range(0..=9u8)? {
+    Ok(match u.int_in_range(0..=10u8)? {
         0 => Op::StartGet(if u.arbitrary()? { Some(u.int_in_range(1..=2000u16)?) } else { None }),
         1 => Op::Cancel(u.arbitrary()?),
         2 => Op::Return(u.arbitrary()?),
@@ -30,6 +30,7 @@ fn op(u: &mut Unstructured<'_>) -> Result<Op> {
         6 => Op::Connect(step(u)?),
         7 => Op::Check(if u.arbitrary()? { Step::Ok } else { Step::Transient }),
         8 => Op::Resize(u.int_in_range(0..=5usize)?, u.int_in_range(0..=6usize)?),
+        9 => Op::Get,
         _ => Op::Close,
     })
 }

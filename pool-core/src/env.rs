@@ -10,36 +10,105 @@ use std::time::Duration;
 use crate::config::{CheckPolicy, Config, QueueMode};
 use crate::error::ConfigError;
 
-/// The variables read, as `(suffix, field, what it takes)`: `{prefix}_{suffix}` sets `field`.
-pub const ENV_VARS: &[(&str, &str, &str)] = &[
-    ("MIN", "min_size", "a whole number"),
-    ("MAX", "max_size", "a whole number, at least 1"),
-    (
-        "MAX_IDLE",
-        "max_idle",
-        "seconds (e.g. 300 or 0.5), or 'off'",
-    ),
-    ("MAX_LIFETIME", "max_lifetime", "seconds, or 'off'"),
-    (
-        "WAIT_TIMEOUT",
-        "wait_timeout",
-        "seconds, or 'off' to wait forever",
-    ),
-    ("CONNECT_TIMEOUT", "connect_timeout", "seconds"),
-    (
-        "CHECK",
-        "check",
-        "'always', 'never', or seconds of idleness after which to check",
-    ),
-    ("CHECK_TIMEOUT", "check_timeout", "seconds"),
-    ("QUEUE", "queue_mode", "'lifo' or 'fifo'"),
-    ("MAX_WAITING", "max_waiting", "a whole number, or 'off'"),
-    (
-        "CONNECT_CONCURRENCY",
-        "connect_concurrency",
-        "a whole number, at least 1",
-    ),
-    ("LEAK_THRESHOLD", "leak_threshold", "seconds, or 'off'"),
+/// One environment variable the pool reads: `{prefix}_{suffix}` sets the [`Config`] field
+/// `field`. The whole list is [`ENV_VARS`].
+#[derive(Clone, Copy)]
+pub struct EnvVar {
+    /// The name's suffix, after `{prefix}_`.
+    pub suffix: &'static str,
+    /// The [`Config`] field it sets.
+    pub field: &'static str,
+    /// What it takes, as error messages say it.
+    pub expects: &'static str,
+    /// Parses the value and sets the field; the error says what is wrong with the value.
+    apply: fn(&mut Config, &str) -> Result<(), String>,
+}
+
+impl std::fmt::Debug for EnvVar {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnvVar")
+            .field("suffix", &self.suffix)
+            .field("field", &self.field)
+            .field("expects", &self.expects)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Every variable [`Config::from_env`] and [`Config::with_env_lookup`] read, with the field
+/// each sets and what it takes.
+pub const ENV_VARS: &[EnvVar] = &[
+    EnvVar {
+        suffix: "MIN",
+        field: "min_size",
+        expects: "a whole number",
+        apply: |c, v| count(v).map(|x| c.min_size = x),
+    },
+    EnvVar {
+        suffix: "MAX",
+        field: "max_size",
+        expects: "a whole number, at least 1",
+        apply: |c, v| count(v).map(|x| c.max_size = x),
+    },
+    EnvVar {
+        suffix: "MAX_IDLE",
+        field: "max_idle",
+        expects: "seconds (e.g. 300 or 0.5), or 'off'",
+        apply: |c, v| optional(v, seconds).map(|x| c.max_idle = x),
+    },
+    EnvVar {
+        suffix: "MAX_LIFETIME",
+        field: "max_lifetime",
+        expects: "seconds, or 'off'",
+        apply: |c, v| optional(v, seconds).map(|x| c.max_lifetime = x),
+    },
+    EnvVar {
+        suffix: "WAIT_TIMEOUT",
+        field: "wait_timeout",
+        expects: "seconds, or 'off' to wait forever",
+        apply: |c, v| optional(v, seconds).map(|x| c.wait_timeout = x),
+    },
+    EnvVar {
+        suffix: "CONNECT_TIMEOUT",
+        field: "connect_timeout",
+        expects: "seconds",
+        apply: |c, v| seconds(v).map(|x| c.connect_timeout = x),
+    },
+    EnvVar {
+        suffix: "CHECK",
+        field: "check",
+        expects: "'always', 'never', or seconds of idleness after which to check",
+        apply: |c, v| check_policy(v).map(|x| c.check = x),
+    },
+    EnvVar {
+        suffix: "CHECK_TIMEOUT",
+        field: "check_timeout",
+        expects: "seconds",
+        apply: |c, v| seconds(v).map(|x| c.check_timeout = x),
+    },
+    EnvVar {
+        suffix: "QUEUE",
+        field: "queue_mode",
+        expects: "'lifo' or 'fifo'",
+        apply: |c, v| queue_mode(v).map(|x| c.queue_mode = x),
+    },
+    EnvVar {
+        suffix: "MAX_WAITING",
+        field: "max_waiting",
+        expects: "a whole number, or 'off'",
+        apply: |c, v| optional(v, count).map(|x| c.max_waiting = x),
+    },
+    EnvVar {
+        suffix: "CONNECT_CONCURRENCY",
+        field: "connect_concurrency",
+        expects: "a whole number, at least 1",
+        apply: |c, v| count(v).map(|x| c.connect_concurrency = x),
+    },
+    EnvVar {
+        suffix: "LEAK_THRESHOLD",
+        field: "leak_threshold",
+        expects: "seconds, or 'off'",
+        apply: |c, v| optional(v, seconds).map(|x| c.leak_threshold = x),
+    },
 ];
 
 impl Config {
@@ -49,97 +118,57 @@ impl Config {
     /// # Errors
     /// [`ConfigError`] naming the variable and its value when one is set but unparsable or
     /// leaves the configuration invalid.
+    pub fn from_env(prefix: &str) -> Result<Config, ConfigError> {
+        Config::default().with_env_lookup(prefix, |name| std::env::var_os(name))
+    }
+
+    /// This configuration, overridden by the variables `lookup` finds under `prefix` (pass
+    /// `|name| std::env::var_os(name)` for the process environment, or any other source).
+    ///
+    /// # Errors
+    /// As [`Config::from_env`].
     ///
     /// # Example
     /// ```
-    /// let config = pool_core::Config::from_env_with("APP_POOL", |name| match name {
-    ///     "APP_POOL_MAX" => Some("4".into()),
-    ///     "APP_POOL_MAX_IDLE" => Some("300".into()),
-    ///     _ => None,
-    /// })
-    /// .unwrap();
-    /// assert_eq!(config.max_size, 4);
+    /// use pool_core::Config;
     ///
-    /// let err = pool_core::Config::from_env_with("APP_POOL", |name| {
-    ///     (name == "APP_POOL_MIN").then(|| "lots".into())
-    /// })
-    /// .unwrap_err();
+    /// let base = Config { min_size: 1, ..Config::default() };
+    /// let config = base
+    ///     .with_env_lookup("APP_POOL", |name| match name {
+    ///         "APP_POOL_MAX" => Some("4".into()),
+    ///         "APP_POOL_MAX_IDLE" => Some("300".into()),
+    ///         _ => None,
+    ///     })
+    ///     .unwrap();
+    /// assert_eq!((config.min_size, config.max_size), (1, 4));
+    ///
+    /// let err = Config::default()
+    ///     .with_env_lookup("APP_POOL", |name| (name == "APP_POOL_MIN").then(|| "lots".into()))
+    ///     .unwrap_err();
     /// assert_eq!(err.var(), Some("APP_POOL_MIN"));
     /// ```
-    pub fn from_env(prefix: &str) -> Result<Config, ConfigError> {
-        Config::default().with_env(prefix)
-    }
-
-    /// [`Config::from_env`] with a custom variable lookup (for tests and other sources).
-    ///
-    /// # Errors
-    /// As [`Config::from_env`].
-    pub fn from_env_with<F>(prefix: &str, lookup: F) -> Result<Config, ConfigError>
-    where
-        F: FnMut(&str) -> Option<OsString>,
-    {
-        Config::default().with_env_lookup(prefix, lookup)
-    }
-
-    /// This configuration, overridden by the environment variables under `prefix`.
-    ///
-    /// # Errors
-    /// As [`Config::from_env`].
-    pub fn with_env(self, prefix: &str) -> Result<Config, ConfigError> {
-        self.with_env_lookup(prefix, |name| std::env::var_os(name))
-    }
-
-    /// This configuration, overridden by the variables `lookup` finds under `prefix`.
-    ///
-    /// # Errors
-    /// As [`Config::from_env`].
     pub fn with_env_lookup<F>(mut self, prefix: &str, mut lookup: F) -> Result<Config, ConfigError>
     where
         F: FnMut(&str) -> Option<OsString>,
     {
         let mut set: Vec<(&'static str, String)> = Vec::new();
-        for &(suffix, field, expected) in ENV_VARS {
-            let var = format!("{prefix}_{suffix}");
-            let Some(raw) = lookup(&var) else { continue };
-            let value = match raw.into_string() {
-                Ok(v) => v,
-                Err(raw) => {
-                    return Err(ConfigError::Env {
-                        var,
-                        value: raw.to_string_lossy().into_owned(),
-                        reason: format!("is not valid UTF-8; expected {expected}"),
-                    })
-                }
+        for var in ENV_VARS {
+            let name = format!("{prefix}_{}", var.suffix);
+            let Some(raw) = lookup(&name) else { continue };
+            let bad = |value: String, why: &str| ConfigError::Env {
+                var: name.clone(),
+                value,
+                reason: format!("{why}; expected {}", var.expects),
             };
-            let bad = |why: &str| ConfigError::Env {
-                var: var.clone(),
-                value: value.clone(),
-                reason: format!("{why}; expected {expected}"),
-            };
+            let value = raw
+                .into_string()
+                .map_err(|raw| bad(raw.to_string_lossy().into_owned(), "is not valid UTF-8"))?;
             let v = value.trim();
             if v.is_empty() {
-                return Err(bad("is set but empty"));
+                return Err(bad(value, "is set but empty"));
             }
-            match field {
-                "min_size" => self.min_size = count(v).map_err(|w| bad(&w))?,
-                "max_size" => self.max_size = count(v).map_err(|w| bad(&w))?,
-                "max_idle" => self.max_idle = optional(v, seconds).map_err(|w| bad(&w))?,
-                "max_lifetime" => self.max_lifetime = optional(v, seconds).map_err(|w| bad(&w))?,
-                "wait_timeout" => self.wait_timeout = optional(v, seconds).map_err(|w| bad(&w))?,
-                "connect_timeout" => self.connect_timeout = seconds(v).map_err(|w| bad(&w))?,
-                "check" => self.check = check_policy(v).map_err(|w| bad(&w))?,
-                "check_timeout" => self.check_timeout = seconds(v).map_err(|w| bad(&w))?,
-                "queue_mode" => self.queue_mode = queue_mode(v).map_err(|w| bad(&w))?,
-                "max_waiting" => self.max_waiting = optional(v, count).map_err(|w| bad(&w))?,
-                "connect_concurrency" => {
-                    self.connect_concurrency = count(v).map_err(|w| bad(&w))?
-                }
-                "leak_threshold" => {
-                    self.leak_threshold = optional(v, seconds).map_err(|w| bad(&w))?
-                }
-                other => unreachable!("ENV_VARS names an unknown field {other}"),
-            }
-            set.push((field, var));
+            (var.apply)(&mut self, v).map_err(|why| bad(value.clone(), &why))?;
+            set.push((var.field, name));
         }
         match self.validate() {
             Ok(()) => Ok(self),
@@ -208,5 +237,56 @@ fn queue_mode(v: &str) -> Result<QueueMode, String> {
         Ok(QueueMode::Fifo)
     } else {
         Err("is not a queue mode".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_names_each_variable_once_and_each_entry_sets_its_field() {
+        let fields = [
+            ("MIN", "3"),
+            ("MAX", "7"),
+            ("MAX_IDLE", "0.5"),
+            ("MAX_LIFETIME", "off"),
+            ("WAIT_TIMEOUT", "2"),
+            ("CONNECT_TIMEOUT", "4"),
+            ("CHECK", "always"),
+            ("CHECK_TIMEOUT", "6"),
+            ("QUEUE", "fifo"),
+            ("MAX_WAITING", "9"),
+            ("CONNECT_CONCURRENCY", "2"),
+            ("LEAK_THRESHOLD", "60"),
+        ];
+        assert_eq!(ENV_VARS.len(), fields.len());
+        for (i, var) in ENV_VARS.iter().enumerate() {
+            assert!(
+                ENV_VARS[i + 1..].iter().all(|o| o.suffix != var.suffix),
+                "{} twice",
+                var.suffix
+            );
+            let (_, value) = fields.iter().find(|(s, _)| *s == var.suffix).unwrap();
+            let mut c = Config::default();
+            (var.apply)(&mut c, value).unwrap();
+            assert_ne!(c, Config::default(), "{} changed nothing", var.suffix);
+        }
+    }
+
+    #[test]
+    fn parsers_say_what_is_wrong() {
+        assert_eq!(seconds("1.5"), Ok(Duration::from_millis(1500)));
+        assert!(seconds("-1").unwrap_err().contains("non-negative"));
+        assert!(seconds("inf").unwrap_err().contains("finite"));
+        assert!(seconds("1e300").unwrap_err().contains("too large"));
+        assert!(count("x").unwrap_err().contains("whole number"));
+        assert_eq!(optional("OFF", count), Ok(None));
+        assert_eq!(check_policy("never"), Ok(CheckPolicy::Never));
+        assert_eq!(
+            check_policy("2"),
+            Ok(CheckPolicy::IdleLongerThan(Duration::from_secs(2)))
+        );
+        assert!(queue_mode("stack").is_err());
     }
 }

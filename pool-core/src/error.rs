@@ -11,6 +11,8 @@ use crate::stats::Status;
 ///
 /// `E` is the backend's error type ([`Manager::Error`](crate::Manager::Error)). Backend errors
 /// are shared (`Arc`) because one connect failure can answer several callers.
+#[derive(Debug)]
+#[non_exhaustive]
 pub enum PoolError<E> {
     /// No connection became available within the wait timeout.
     Timeout(TimeoutError<E>),
@@ -47,6 +49,7 @@ impl<E> PoolError<E> {
 }
 
 /// Details of a [`PoolError::Timeout`].
+#[derive(Debug)]
 pub struct TimeoutError<E> {
     /// How long the caller waited.
     pub waited: Duration,
@@ -58,6 +61,7 @@ pub struct TimeoutError<E> {
 }
 
 /// Why the pool's background connector failed to open a connection.
+#[derive(Debug)]
 pub enum ConnectError<E> {
     /// The manager's `connect` returned this error.
     Backend(Arc<E>),
@@ -83,15 +87,6 @@ impl<E: fmt::Display> fmt::Display for ConnectError<E> {
     }
 }
 
-impl<E: fmt::Debug> fmt::Debug for ConnectError<E> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ConnectError::Backend(e) => f.debug_tuple("Backend").field(e).finish(),
-            ConnectError::TimedOut(d) => f.debug_tuple("TimedOut").field(d).finish(),
-        }
-    }
-}
-
 impl<E: fmt::Display> fmt::Display for TimeoutError<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let s = &self.status;
@@ -104,16 +99,6 @@ impl<E: fmt::Display> fmt::Display for TimeoutError<E> {
             Some(e) => write!(f, "; last connect error: {e}"),
             None => Ok(()),
         }
-    }
-}
-
-impl<E: fmt::Debug> fmt::Debug for TimeoutError<E> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TimeoutError")
-            .field("waited", &self.waited)
-            .field("status", &self.status)
-            .field("last_connect_error", &self.last_connect_error)
-            .finish()
     }
 }
 
@@ -131,20 +116,6 @@ impl<E: fmt::Display> fmt::Display for PoolError<E> {
     }
 }
 
-impl<E: fmt::Debug> fmt::Debug for PoolError<E> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            PoolError::Timeout(t) => f.debug_tuple("Timeout").field(t).finish(),
-            PoolError::Backend(e) => f.debug_tuple("Backend").field(e).finish(),
-            PoolError::Closed => f.write_str("Closed"),
-            PoolError::TooManyWaiters { max_waiting } => f
-                .debug_struct("TooManyWaiters")
-                .field("max_waiting", max_waiting)
-                .finish(),
-        }
-    }
-}
-
 impl<E: StdError + 'static> StdError for PoolError<E> {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
         self.backend_error().map(|e| e as &(dyn StdError + 'static))
@@ -154,6 +125,7 @@ impl<E: StdError + 'static> StdError for PoolError<E> {
 /// An invalid pool configuration, naming the field (and the environment variable, when the
 /// value came from one) and the value.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ConfigError {
     /// A field holds a value the pool cannot work with.
     Invalid {

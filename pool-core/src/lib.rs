@@ -1,17 +1,70 @@
-#![doc = include_str!("../../README.md")]
+//! An elastic, fair, cancel-safe async connection pool for Tokio, generic over the connection
+//! type through the [`Manager`] trait.
 //!
-//! # Crate layout
+//! The pool keeps a small idle floor (`min_size`) and grows only under demand, up to
+//! `max_size`: a [`Pool::get`] that finds nothing idle joins a FIFO queue, and a background
+//! connector opens connections (never the caller), re-checking the demand before each one, so a
+//! burst shorter than a connect is served by returns and opens almost nothing. Idle connections
+//! above the floor close after `max_idle`; every connection retires after `max_lifetime`.
+//! Connections are health-checked on checkout by [`CheckPolicy`], failed transient connects are
+//! retried with capped exponential backoff, fatal ones reach the waiting callers at once, and
+//! every error says what the pool looked like when it happened.
 //!
-//! [`Pool`] is a thin facade over a `pub(crate)` engine: `inner` (state and its lock),
-//! `acquire` (the `get()` path), `waiters` (the FIFO queue), `connector` (the only place
-//! connections open) and `housekeeping` (idle shrink and lifetime). [`Manager`] is the one seam
-//! to a backend.
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::time::Duration;
+//! use pool_core::{CheckPolicy, Pool};
+//! use pool_testkit::FakeManager;
+//!
+//! let (manager, _backend) = FakeManager::new(); // your `Manager` here
+//! let pool = Pool::builder(manager)
+//!     .min_size(1)
+//!     .max_size(4)
+//!     .max_idle(Some(Duration::from_secs(300)))
+//!     .check(CheckPolicy::Always)
+//!     .build()?;
+//! pool.wait_ready(Duration::from_secs(5)).await?;
+//! let conn = pool.get().await?; // derefs to the connection; returns to the pool on drop
+//! assert_eq!(pool.status().in_use, 1);
+//! drop(conn);
+//! # Ok(())
+//! # }
+//! ```
 //!
 //! # When not to use it
 //!
 //! If every request needs a connection for its whole life and the server has room for the
 //! ceiling of every process, a fixed-size pool is simpler. This crate is for fleets where idle
 //! connections are the scarce thing: it keeps a small floor and grows only under demand.
+//!
+//! # The main design decision
+//!
+//! Callers never connect. Only the background connector opens connections, at most
+//! `connect_concurrency` at a time, and a caller takes whichever comes first: a returned
+//! connection or a new one. This is what keeps a burst from opening a connection per caller
+//! and an outage from turning into a connect storm (about one or two attempts a second
+//! however many callers wait), and what makes a cancelled `get()` unable to cancel a connect.
+//!
+//! # Map of the engine
+//!
+//! [`Pool`] and [`Object`] are thin facades over a `pub(crate)` engine. Each file owns its
+//! invariants:
+//!
+//! | file | owns |
+//! |---|---|
+//! | `state.rs` | everything under the lock: the idle list, the queue, `size` and `connecting` against the floor and ceiling, the backoff, the statistics and the leak watch; every change is one method (admit a caller, approve and settle a connect, release a connection with an outcome, reap, expire waiters, resize, close), unit-tested without a runtime |
+//! | `waiters.rs` | the FIFO queue on the slab: tickets (a caller going round again keeps its place), each waiter's slot and deadline, deadlines in queue order |
+//! | `slab.rs` | slots reused through a free list: no allocation once warm |
+//! | `shared.rs` | the lock and the signals: lock, call one transition, unlock, then wake, close and log |
+//! | `acquire.rs` | the `get()` path: fast path, queueing, a caller's own timer, the health check, cancellation |
+//! | `object.rs` | the checkout guard: every way a connection leaves a caller's hands |
+//! | `connector.rs` | the only place connections are opened |
+//! | `housekeeping.rs` | idle shrink, lifetime, leak reports, and the one timer that expires waiters |
+//! | `rt.rs` | all coupling to Tokio: spawn, the clock, sleeps and timeouts |
+//! | `sync.rs` | the mutex, behind a facade so it can be swapped and measured |
+//! | `config.rs`, `env.rs` | the configuration, its validation, and the environment table |
+//! | `error.rs`, `stats.rs` | errors that carry the pool's status; `status()` and `stats()` |
 
 mod acquire;
 mod config;
@@ -31,7 +84,7 @@ mod sync;
 mod waiters;
 
 pub use config::{CheckPolicy, Config, QueueMode};
-pub use env::ENV_VARS;
+pub use env::{EnvVar, ENV_VARS};
 pub use error::{ConfigError, ConnectError, PoolError, TimeoutError};
 pub use manager::{ErrorClass, Manager};
 pub use object::Object;

@@ -292,15 +292,6 @@ impl<M: Manager> PoolBuilder<M> {
         self
     }
 
-    /// Applies the environment overrides under `prefix` (see [`Config::from_env`]).
-    ///
-    /// # Errors
-    /// [`ConfigError`] naming the variable and its value.
-    pub fn env(mut self, prefix: &str) -> Result<Self, ConfigError> {
-        self.config = self.config.with_env(prefix)?;
-        Ok(self)
-    }
-
     /// The configuration so far.
     pub fn current_config(&self) -> &Config {
         &self.config

@@ -7,6 +7,7 @@ use std::time::Duration;
 /// Eventually consistent: it was true at the instant it was taken and may be stale by the time
 /// it is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct Status {
     /// Open connections: idle plus in use.
     pub size: usize,
@@ -28,6 +29,7 @@ pub struct Status {
 ///
 /// Eventually consistent, like [`Status`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct Stats {
     /// Connections requested (`get()` calls).
     pub requests_num: u64,

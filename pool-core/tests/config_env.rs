@@ -150,24 +150,25 @@ fn env(pairs: &[(&str, &str)]) -> impl FnMut(&str) -> Option<OsString> {
 
 #[test]
 fn env_overrides_every_knob() {
-    let config = Config::from_env_with(
-        "APP_POOL",
-        env(&[
-            ("APP_POOL_MIN", "1"),
-            ("APP_POOL_MAX", "4"),
-            ("APP_POOL_MAX_IDLE", "300"),
-            ("APP_POOL_MAX_LIFETIME", "off"),
-            ("APP_POOL_WAIT_TIMEOUT", "2.5"),
-            ("APP_POOL_CONNECT_TIMEOUT", "7"),
-            ("APP_POOL_CHECK", "always"),
-            ("APP_POOL_CHECK_TIMEOUT", "0.25"),
-            ("APP_POOL_QUEUE", "FIFO"),
-            ("APP_POOL_MAX_WAITING", "100"),
-            ("APP_POOL_CONNECT_CONCURRENCY", "2"),
-            ("APP_POOL_LEAK_THRESHOLD", "30"),
-        ]),
-    )
-    .unwrap();
+    let config = Config::default()
+        .with_env_lookup(
+            "APP_POOL",
+            env(&[
+                ("APP_POOL_MIN", "1"),
+                ("APP_POOL_MAX", "4"),
+                ("APP_POOL_MAX_IDLE", "300"),
+                ("APP_POOL_MAX_LIFETIME", "off"),
+                ("APP_POOL_WAIT_TIMEOUT", "2.5"),
+                ("APP_POOL_CONNECT_TIMEOUT", "7"),
+                ("APP_POOL_CHECK", "always"),
+                ("APP_POOL_CHECK_TIMEOUT", "0.25"),
+                ("APP_POOL_QUEUE", "FIFO"),
+                ("APP_POOL_MAX_WAITING", "100"),
+                ("APP_POOL_CONNECT_CONCURRENCY", "2"),
+                ("APP_POOL_LEAK_THRESHOLD", "30"),
+            ]),
+        )
+        .unwrap();
     assert_eq!(config.min_size, 1);
     assert_eq!(config.max_size, 4);
     assert_eq!(config.max_idle, Some(Duration::from_secs(300)));
@@ -181,7 +182,9 @@ fn env_overrides_every_knob() {
     assert_eq!(config.connect_concurrency, 2);
     assert_eq!(config.leak_threshold, Some(Duration::from_secs(30)));
 
-    let config = Config::from_env_with("APP_POOL", env(&[("APP_POOL_CHECK", "0.5")])).unwrap();
+    let config = Config::default()
+        .with_env_lookup("APP_POOL", env(&[("APP_POOL_CHECK", "0.5")]))
+        .unwrap();
     assert_eq!(
         config.check,
         CheckPolicy::IdleLongerThan(Duration::from_millis(500))
@@ -220,7 +223,9 @@ fn every_bad_env_value_names_the_variable_and_the_value() {
         ("APP_POOL_LEAK_THRESHOLD", "soon"),
     ];
     for &(var, value) in cases {
-        let err = Config::from_env_with("APP_POOL", env(&[(var, value)])).unwrap_err();
+        let err = Config::default()
+            .with_env_lookup("APP_POOL", env(&[(var, value)]))
+            .unwrap_err();
         assert_eq!(err.var(), Some(var), "{var}={value}: {err:?}");
         let text = err.to_string();
         assert!(text.contains(var), "{text}");
@@ -261,7 +266,9 @@ fn env_values_that_parse_but_are_invalid_name_the_variable() {
         ),
     ];
     for &(pairs, var, field) in cases {
-        let err = Config::from_env_with("APP_POOL", env(pairs)).unwrap_err();
+        let err = Config::default()
+            .with_env_lookup("APP_POOL", env(pairs))
+            .unwrap_err();
         let ConfigError::Invalid {
             field: f, var: v, ..
         } = &err
@@ -285,10 +292,11 @@ fn env_values_that_parse_but_are_invalid_name_the_variable() {
 #[test]
 fn a_non_utf8_env_value_is_named_not_ignored() {
     use std::os::unix::ffi::OsStringExt;
-    let err = Config::from_env_with("APP_POOL", |name| {
-        (name == "APP_POOL_MAX").then(|| OsString::from_vec(vec![0x34, 0xff]))
-    })
-    .unwrap_err();
+    let err = Config::default()
+        .with_env_lookup("APP_POOL", |name| {
+            (name == "APP_POOL_MAX").then(|| OsString::from_vec(vec![0x34, 0xff]))
+        })
+        .unwrap_err();
     assert_eq!(err.var(), Some("APP_POOL_MAX"));
     assert!(err.to_string().contains("UTF-8"), "{err}");
 }

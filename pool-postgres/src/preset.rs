@@ -41,5 +41,6 @@ pub fn checkpointer_with_prefix<M: Manager>(
     manager: M,
     prefix: &str,
 ) -> Result<PoolBuilder<M>, ConfigError> {
-    Ok(Pool::builder(manager).config(checkpointer_config().with_env(prefix)?))
+    Ok(Pool::builder(manager)
+        .config(checkpointer_config().with_env_lookup(prefix, |name| std::env::var_os(name))?))
 }

@@ -17,6 +17,12 @@
 //! # }
 //! ```
 
+/// The workspace README's examples, compiled and run as doctests here (this crate can use
+/// every other crate of the workspace).
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+mod readme {}
+
 mod fake;
 pub mod model;
 mod proxy;

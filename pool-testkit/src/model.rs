@@ -57,11 +57,18 @@ macro_rules! ensure {
     };
 }
 
+/// The wait timeout the model's pool is built with.
+pub const POOL_WAIT: Duration = Duration::from_millis(700);
+
 /// One step of a model run.
 #[derive(Debug, Clone)]
 pub enum Op {
-    /// A new caller, with or without a wait timeout (ms).
+    /// A new caller with a timeout of its own (ms; `get_timeout`), or none (waits until
+    /// served).
     StartGet(Option<u16>),
+    /// A new caller under the pool's own wait timeout ([`POOL_WAIT`]), expired by the
+    /// pool-wide timer rather than one of its own.
+    Get,
     /// Cancel (drop) the i-th pending caller.
     Cancel(usize),
     /// Return the i-th held connection.
@@ -110,7 +117,7 @@ pub async fn run(ops: Vec<Op>) -> Result<(), Violation> {
         .max_size(3)
         .check(pool_core::CheckPolicy::Always)
         .connect_timeout(secs(1))
-        .wait_timeout(None)
+        .wait_timeout(Some(POOL_WAIT))
         .max_idle(Some(secs(5)))
         .max_lifetime(Some(secs(20)))
         .build()
@@ -136,6 +143,15 @@ pub async fn run(ops: Vec<Op>) -> Result<(), Violation> {
                     seq,
                     fut: task::spawn(fut),
                     deadline,
+                });
+            }
+            Op::Get => {
+                let fut: GetFut<'_> = Box::pin(pool.get());
+                seq += 1;
+                callers.push_back(Caller {
+                    seq,
+                    fut: task::spawn(fut),
+                    deadline: Some(tokio::time::Instant::now() + POOL_WAIT),
                 });
             }
             Op::Cancel(i) if !callers.is_empty() => {
@@ -183,6 +199,18 @@ pub async fn run(ops: Vec<Op>) -> Result<(), Violation> {
         settle().await;
         poll_all(&pool, &mut callers, &mut held, &model)?;
         check(&pool, &backend, &model, callers.len(), held.len())?;
+        // Every timer fires on time: nobody is still waiting a millisecond past its deadline.
+        let now = tokio::time::Instant::now();
+        if let Some(c) = callers
+            .iter()
+            .find(|c| c.deadline.is_some_and(|d| now >= d + ms(1)))
+        {
+            return Err(format!(
+                "caller {} still waits {:?} past its deadline",
+                c.seq,
+                now - c.deadline.unwrap_or(now)
+            ));
+        }
     }
 
     // Recovery: the backend heals, everything is returned, and every caller left is served.
