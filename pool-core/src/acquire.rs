@@ -178,7 +178,7 @@ impl<M: Manager> Entry<'_, M> {
     /// The next connection for this caller (with the moment it got it), or the error that
     /// ends its wait.
     async fn next(&mut self) -> Next<M> {
-        let mut own_timer = pin!(None::<tokio::time::Sleep>);
+        let mut own_timer = pin!(None::<rt::Sleep>);
         poll_fn(|cx| {
             if let Poll::Ready(r) = self.poll_slot(cx) {
                 return Poll::Ready(r);

@@ -77,6 +77,9 @@ impl<M: Manager> Pool<M> {
     /// health-checked first when the [`CheckPolicy`] asks; one that fails is discarded and the
     /// caller is served by another.
     ///
+    /// No timer is armed per call: a queued caller's deadline sits in its queue slot, and the
+    /// pool's housekeeping task expires the queue in order.
+    ///
     /// # Errors
     /// - [`PoolError::Timeout`] after `wait_timeout`, carrying the last connect error if any;
     /// - [`PoolError::Backend`] at once when a connect fails with a fatal error;
@@ -112,6 +115,10 @@ impl<M: Manager> Pool<M> {
     }
 
     /// [`get`](Pool::get) with its own wait timeout (`None` waits until served or closed).
+    ///
+    /// A timeout equal to the pool's `wait_timeout` is kept by the pool's one timer, like
+    /// `get()`'s; any other arms a timer for this call alone, which costs a little more per
+    /// queued call.
     ///
     /// # Errors
     /// As [`get`](Pool::get).

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::time::Duration;
 
 pub(crate) use tokio::time::error::Elapsed;
-pub(crate) use tokio::time::Instant;
+pub(crate) use tokio::time::{Instant, Sleep};
 
 /// The current instant on the runtime's clock (the mocked one under a paused test clock).
 #[inline]
@@ -41,6 +41,6 @@ pub(crate) async fn timeout_at<F: Future>(deadline: Instant, fut: F) -> Result<F
 }
 
 /// A timer firing at `deadline`.
-pub(crate) fn sleep_until(deadline: Instant) -> tokio::time::Sleep {
+pub(crate) fn sleep_until(deadline: Instant) -> Sleep {
     tokio::time::sleep_until(deadline)
 }
