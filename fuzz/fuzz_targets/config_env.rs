@@ -12,11 +12,11 @@ fuzz_target!(|data: &[u8]| {
     let mut u = Unstructured::new(data);
     // A value for some of the variables (raw bytes, so not always UTF-8).
     let mut set: Vec<(String, Vec<u8>)> = Vec::new();
-    for (suffix, _, _) in ENV_VARS {
+    for var in ENV_VARS {
         if u.arbitrary::<bool>().unwrap_or(false) {
             let len = u.int_in_range(0..=24usize).unwrap_or(0);
             let bytes = u.bytes(len).unwrap_or(&[]).to_vec();
-            set.push((format!("FUZZ_POOL_{suffix}"), bytes));
+            set.push((format!("FUZZ_POOL_{}", var.suffix), bytes));
         }
     }
     let lookup = |name: &str| -> Option<OsString> {
