@@ -255,7 +255,10 @@ impl<M: Manager> Entry<'_, M> {
         let mut st = self.shared.state.lock();
         let handed = match self.key.take() {
             Some(key) => st.time_out_waiter(key, since, now),
-            None => Err(st.timeout_error(since, now)),
+            None => {
+                st.count_error();
+                Err(st.timeout_error(since, now))
+            }
         };
         handed.map(Got::handed)
     }

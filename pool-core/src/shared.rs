@@ -72,19 +72,22 @@ impl<M: Manager> Shared<M> {
     pub(crate) fn release(&self, conn: Conn<M::Connection>, outcome: Outcome) {
         let now = rt::now();
         let released = self.state.lock().release(conn, outcome, now);
-        self.finish(released, outcome);
+        if outcome == Outcome::Broken {
+            tracing::debug!(target: "pool_core", "closing a connection returned broken");
+        }
+        self.finish(released);
     }
 
     /// A queued caller goes away before taking what it was handed.
     pub(crate) fn leave(&self, key: usize) {
         let released = self.state.lock().leave(key);
-        self.finish(released, Outcome::Healthy);
+        self.finish(released);
     }
 
     /// A checked-out connection leaves the pool for good.
     pub(crate) fn detach(&self, watch: Option<usize>) {
         let released = self.state.lock().detach(watch);
-        self.finish(released, Outcome::Healthy);
+        self.finish(released);
     }
 
     /// Starts the leak watch on a checkout.
@@ -100,21 +103,15 @@ impl<M: Manager> Shared<M> {
     /// Outside the lock: wake the waiter handed a connection, close one, tell the connector
     /// and the size watchers, log.
     #[inline]
-    fn finish(&self, released: Released<M::Connection>, outcome: Outcome) {
-        let size_changed = released.size_changed;
+    fn finish(&self, released: Released<M::Connection>) {
         if let Some(w) = released.waker {
             w.wake();
         }
-        if let Some(conn) = released.close {
-            if outcome == Outcome::Broken {
-                tracing::debug!(target: "pool_core", "closing a connection returned broken");
-            }
-            drop(conn);
-        }
+        drop(released.close);
         if released.wake_connector {
             self.signals.connector.notify_one();
         }
-        if size_changed {
+        if released.size_changed {
             self.signals.size_changed.notify_waiters();
         }
         if let Some(c) = released.leak_returned {
@@ -152,7 +149,7 @@ impl<M: Manager> Shared<M> {
             w.wake();
         }
         match settled {
-            Ok(released) => self.finish(released, Outcome::Healthy),
+            Ok(released) => self.finish(released),
             Err(f) => {
                 if let Some((error, class)) = failed {
                     tracing::warn!(

@@ -435,13 +435,12 @@ impl<C, E> State<C, E> {
             };
         }
         conn.stamp = now;
-        let waker = match self.waiters.hand_off(Ok(conn)) {
+        let waker = match self.waiters.hand_off(conn, Ok) {
             Ok(waker) => waker,
-            Err(Ok(conn)) => {
+            Err(conn) => {
                 self.idle.push_back(conn);
                 None
             }
-            Err(Err(_)) => unreachable!("hand_off gives back what it was given"),
         };
         Released {
             waker,

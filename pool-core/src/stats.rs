@@ -53,7 +53,8 @@ pub struct Stats {
     /// check) and discarded.
     pub connections_lost: u64,
     /// Connections closed by the pool for any reason (idle shrink, lifetime, broken, failed
-    /// check, resize, close).
+    /// check, resize, close). A connection detached with `Object::take` is not counted: the
+    /// pool did not close it.
     pub connections_closed: u64,
 }
 

@@ -140,14 +140,18 @@ impl<T> Waiters<T> {
         self.remove(key)
     }
 
-    /// Hands `value` to the oldest waiter and returns the waker to call once the lock is
-    /// released; `Err(value)` if nobody is waiting.
+    /// Hands `value` (as `wrap` makes it a `T`) to the oldest waiter and returns the waker to
+    /// call once the lock is released; `Err(value)`, unwrapped, if nobody is waiting.
     #[inline]
-    pub(crate) fn hand_off(&mut self, value: T) -> Result<Option<Waker>, T> {
+    pub(crate) fn hand_off<V>(
+        &mut self,
+        value: V,
+        wrap: impl FnOnce(V) -> T,
+    ) -> Result<Option<Waker>, V> {
         let Some((_, key)) = self.queue.pop_front() else {
             return Err(value);
         };
-        Ok(self.fill(key, value))
+        Ok(self.fill(key, wrap(value)))
     }
 
     /// Hands every queued waiter the value `make` builds; pushes their wakers to `wake`.
@@ -237,18 +241,21 @@ mod tests {
         let mut w: Waiters<&str> = Waiters::new();
         let a = w.push(None, waker().0, t0, None);
         let b = w.push(None, waker().0, t0, None);
-        assert_eq!(w.hand_off("one").ok().map(|w| w.is_some()), Some(true));
+        assert_eq!(
+            w.hand_off("one", |v| v).ok().map(|w| w.is_some()),
+            Some(true)
+        );
         assert_eq!(w.remove(a.key), Some("one"));
         // `a` goes round again with its ticket: ahead of `b`.
         let a2 = w.push(Some(a.ticket), waker().0, t0, None);
         assert_eq!(a2.ticket, a.ticket);
-        let _ = w.hand_off("two");
+        let _ = w.hand_off("two", |v| v);
         assert_eq!(w.poll(a2.key, &waker().0), Some("two"));
         assert_eq!(w.poll(b.key, &waker().0), None, "b still waits");
         assert_eq!(w.len(), 1);
         assert_eq!(w.remove(b.key), None);
         assert!(w.is_empty());
-        assert!(matches!(w.hand_off("three"), Err("three")));
+        assert!(matches!(w.hand_off("three", |v| v), Err("three")));
     }
 
     #[test]
