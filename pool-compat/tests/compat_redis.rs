@@ -225,11 +225,9 @@ async fn wrong_password<M>(transient: Pool<M>, fatal: Pool<M>, right: Pool<M>)
 where
     M: Manager<Connection = MultiplexedConnection, Error = CompatError<RedisError>>,
 {
-    let err = transient
-        .get_timeout(Some(Duration::from_secs(1)))
-        .await
-        .err()
-        .expect("a wrong password cannot be served");
+    let Err(err) = transient.get_timeout(Some(Duration::from_secs(1))).await else {
+        panic!("a wrong password cannot be served")
+    };
     let PoolError::Timeout(t) = &err else {
         panic!("transient by default: a timeout, got {err}")
     };
@@ -242,11 +240,9 @@ where
     assert!(transient.stats().connections_errors >= 2, "retried");
 
     let started = tokio::time::Instant::now();
-    let err = fatal
-        .get()
-        .await
-        .err()
-        .expect("a wrong password cannot be served");
+    let Err(err) = fatal.get().await else {
+        panic!("a wrong password cannot be served")
+    };
     assert!(
         started.elapsed() < Duration::from_secs(5),
         "at once, not after the wait timeout"
