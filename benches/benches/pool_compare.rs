@@ -8,7 +8,9 @@
 //! ```
 //!
 //! `BENCH_WORKLOADS=A,B` runs a subset. Workload F needs a PostgreSQL server: `POOL_BENCH_DATABASE_URL` (or
-//! `POOL_TEST_DATABASE_URL`); without one it is skipped with a message.
+//! `POOL_TEST_DATABASE_URL`); without one it is skipped with a message. Workload G needs a Redis
+//! server: `POOL_BENCH_REDIS_URL` (or `POOL_TEST_REDIS_URL`); without one it is skipped with a
+//! message.
 
 #![allow(unreachable_pub, missing_debug_implementations)]
 
@@ -16,6 +18,8 @@
 mod peers;
 #[path = "common/pg.rs"]
 mod pg;
+#[path = "common/redis.rs"]
+mod redis_pools;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -422,6 +426,106 @@ fn postgres(c: &mut Criterion, report: &mut Report) {
     }
 }
 
+fn redis_url() -> Option<String> {
+    ["POOL_BENCH_REDIS_URL", "POOL_TEST_REDIS_URL"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|u| !u.trim().is_empty()))
+}
+
+async fn redis_batch<P: redis_pools::RedisBench>(
+    pool: &P,
+    tasks: usize,
+    per_task: usize,
+) -> Result<(), String> {
+    if tasks == 1 {
+        for _ in 0..per_task {
+            pool.ping().await?;
+        }
+        return Ok(());
+    }
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..tasks {
+        let pool = pool.clone();
+        set.spawn(async move {
+            for _ in 0..per_task {
+                pool.ping().await?;
+            }
+            Ok::<_, String>(())
+        });
+    }
+    while let Some(r) = set.join_next().await {
+        r.map_err(|e| e.to_string())??;
+    }
+    Ok(())
+}
+
+fn redis_bench_one<P: redis_pools::RedisBench>(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    rt: &Runtime,
+    name: &str,
+    pool: P,
+    tasks: usize,
+    per_task: usize,
+) {
+    rt.block_on(redis_batch(&pool, tasks, per_task))
+        .expect("preflight");
+    group.bench_function(name, |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    redis_batch(&pool, tasks, per_task).await.expect("PING");
+                }
+                start.elapsed()
+            })
+        })
+    });
+}
+
+/// Workload G: Redis `PING` through a pool of 16, from 1, 16 and 64 tasks.
+fn redis(c: &mut Criterion, report: &mut Report) {
+    let Some(url) = redis_url() else {
+        eprintln!("workload G skipped: set POOL_BENCH_REDIS_URL (or POOL_TEST_REDIS_URL) to a Redis URL, e.g. redis://127.0.0.1:6379");
+        return;
+    };
+    for (tasks, per_task) in [(1usize, 64usize), (16, 16), (64, 4)] {
+        let rt = if tasks == 1 {
+            current_thread()
+        } else {
+            two_workers()
+        };
+        let bb = rt.block_on(redis_pools::bb8(&url, 16));
+        let ours_bb = rt.block_on(redis_pools::ours_bb8(&url, 16));
+        let dp = rt.block_on(redis_pools::deadpool(&url, 16));
+        let ours_dp = rt.block_on(redis_pools::ours_deadpool(&url, 16));
+        let id = format!("G{tasks}");
+        report.ops.insert(id.clone(), (tasks * per_task) as u64);
+        let mut group = c.benchmark_group(&id);
+        group.throughput(Throughput::Elements((tasks * per_task) as u64));
+        redis_bench_one(&mut group, &rt, "bb8-redis", bb, tasks, per_task);
+        redis_bench_one(
+            &mut group,
+            &rt,
+            "ours-bb8",
+            ours_bb.clone(),
+            tasks,
+            per_task,
+        );
+        redis_bench_one(&mut group, &rt, "deadpool-redis", dp, tasks, per_task);
+        redis_bench_one(
+            &mut group,
+            &rt,
+            "ours-deadpool",
+            ours_dp.clone(),
+            tasks,
+            per_task,
+        );
+        group.finish();
+        rt.block_on(ours_bb.0.close_and_wait());
+        rt.block_on(ours_dp.0.close_and_wait());
+    }
+}
+
 /// Criterion's median for one benchmark, in nanoseconds per iteration.
 fn median_ns(dir: &Path, group: &str, name: &str) -> Option<f64> {
     let text =
@@ -463,7 +567,11 @@ fn table(dir: &Path, report: &mut Report) -> String {
         ("D", "D: 256 tasks on 16, hold across a yield (per op)"),
     ];
     for (id, title) in titles {
-        let ops = report.ops.get(id).copied().unwrap_or(1) as f64;
+        // Only the workloads run now: criterion's folder may hold older ones.
+        let Some(&ops) = report.ops.get(id) else {
+            continue;
+        };
+        let ops = ops as f64;
         for p in POOLS {
             if let Some(m) = median_ns(dir, id, p) {
                 report.ns_per_op.insert((id.into(), p.into()), m / ops);
@@ -550,6 +658,38 @@ fn table(dir: &Path, report: &mut Report) -> String {
             );
         }
     }
+    if report.ops.contains_key("G1") {
+        let _ = writeln!(out);
+        let _ = writeln!(out, "| workload G: Redis `PING`, 16 connections (per command) | bb8 + bb8-redis | ours + FromBb8 | deadpool-redis | ours + FromDeadpool | bb8/ours | deadpool/ours |");
+        let _ = writeln!(out, "|---|---|---|---|---|---|---|");
+        for tasks in [1, 16, 64] {
+            let id = format!("G{tasks}");
+            let ops = report.ops[&id] as f64;
+            let m = |p: &str| median_ns(dir, &id, p).map(|v| v / ops);
+            let (bb, ob, dp, od) = (
+                m("bb8-redis"),
+                m("ours-bb8"),
+                m("deadpool-redis"),
+                m("ours-deadpool"),
+            );
+            let f = |v: Option<f64>| v.map_or("–".into(), fmt_ns);
+            let r = |a: Option<f64>, b: Option<f64>| match (a, b) {
+                (Some(a), Some(b)) => format!("{:.2}", a / b),
+                _ => "–".into(),
+            };
+            let _ = writeln!(
+                out,
+                "| {tasks} task{} | {} | {} | {} | {} | {} | {} |",
+                if tasks == 1 { "" } else { "s" },
+                f(bb),
+                f(ob),
+                f(dp),
+                f(od),
+                r(bb, ob),
+                r(dp, od)
+            );
+        }
+    }
     out
 }
 
@@ -596,7 +736,7 @@ fn main() {
             multi: true,
         },
     ];
-    // BENCH_WORKLOADS=A,C,E runs a subset (A-D, C for the fairness row too, E, F).
+    // BENCH_WORKLOADS=A,C,E runs a subset (A-D, C for the fairness row too, E, F, G).
     let only = std::env::var("BENCH_WORKLOADS").ok();
     let wanted = |id: &str| {
         only.as_deref()
@@ -613,6 +753,9 @@ fn main() {
     }
     if wanted("F") {
         postgres(&mut c, &mut report);
+    }
+    if wanted("G") {
+        redis(&mut c, &mut report);
     }
     c.final_summary();
 
