@@ -20,6 +20,8 @@ mod peers;
 mod pg;
 #[path = "common/redis.rs"]
 mod redis_pools;
+#[path = "common/service.rs"]
+mod service;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -31,6 +33,7 @@ use std::time::Duration;
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, Throughput};
 use peers::*;
+use service::Service;
 use tokio::runtime::Runtime;
 use tokio::time::Instant;
 
@@ -350,19 +353,20 @@ fn spike(report: &mut Report, rounds: usize) {
         .push(("E: spike, p99 wait (median of rounds)".into(), p99_row));
 }
 
-fn pg_url() -> Option<String> {
-    ["POOL_BENCH_DATABASE_URL", "POOL_TEST_DATABASE_URL"]
-        .iter()
+/// The first of `vars` that is set and not empty.
+fn env_url(vars: &[&str]) -> Option<String> {
+    vars.iter()
         .find_map(|v| std::env::var(v).ok().filter(|u| !u.trim().is_empty()))
 }
 
-async fn pg_batch<P: pg::PgBench>(pool: &P, tasks: usize, per_task: usize) -> Result<(), String> {
+/// `tasks` tasks each making `per_task` calls to a real server through `pool`.
+async fn service_batch<P: Service>(pool: &P, tasks: usize, per_task: usize) -> Result<(), String> {
     let mut set = tokio::task::JoinSet::new();
     for _ in 0..tasks {
         let pool = pool.clone();
         set.spawn(async move {
             for _ in 0..per_task {
-                pool.select_one().await?;
+                pool.call().await?;
             }
             Ok::<_, String>(())
         });
@@ -373,7 +377,7 @@ async fn pg_batch<P: pg::PgBench>(pool: &P, tasks: usize, per_task: usize) -> Re
     Ok(())
 }
 
-fn pg_bench_one<P: pg::PgBench>(
+fn service_bench_one<P: Service>(
     group: &mut BenchmarkGroup<'_, WallTime>,
     rt: &Runtime,
     name: &str,
@@ -381,14 +385,14 @@ fn pg_bench_one<P: pg::PgBench>(
     tasks: usize,
     per_task: usize,
 ) {
-    rt.block_on(pg_batch(&pool, tasks, per_task))
+    rt.block_on(service_batch(&pool, tasks, per_task))
         .expect("preflight");
     group.bench_function(name, |b| {
         b.iter_custom(|iters| {
             rt.block_on(async {
                 let start = Instant::now();
                 for _ in 0..iters {
-                    pg_batch(&pool, tasks, per_task).await.expect("query");
+                    service_batch(&pool, tasks, per_task).await.expect("call");
                 }
                 start.elapsed()
             })
@@ -396,19 +400,26 @@ fn pg_bench_one<P: pg::PgBench>(
     });
 }
 
+/// The task counts of the real-server workloads (F, G), with each task's calls per batch.
+const SERVICE_TASKS: [(usize, usize); 3] = [(1, 64), (16, 16), (64, 4)];
+
+/// One task: a current-thread runtime, so the call and the connection's own task share a
+/// thread and cross-thread wake-ups do not drown the pool's own cost. More tasks: two workers.
+fn service_runtime(tasks: usize) -> Runtime {
+    if tasks == 1 {
+        current_thread()
+    } else {
+        two_workers()
+    }
+}
+
 fn postgres(c: &mut Criterion, report: &mut Report) {
-    let Some(url) = pg_url() else {
+    let Some(url) = env_url(&["POOL_BENCH_DATABASE_URL", "POOL_TEST_DATABASE_URL"]) else {
         eprintln!("workload F skipped: set POOL_BENCH_DATABASE_URL (or POOL_TEST_DATABASE_URL) to a PostgreSQL URL");
         return;
     };
-    // One task: a current-thread runtime, so the query and the connection task share a thread
-    // and cross-thread wake-ups do not drown the pool's own cost. More tasks: two workers.
-    for (tasks, per_task) in [(1usize, 64usize), (16, 16), (64, 4)] {
-        let rt = if tasks == 1 {
-            current_thread()
-        } else {
-            two_workers()
-        };
+    for (tasks, per_task) in SERVICE_TASKS {
+        let rt = service_runtime(tasks);
         let raw = rt.block_on(pg::raw(&url));
         let ours = rt.block_on(pg::ours(&url, 16));
         let dp = rt.block_on(pg::deadpool(&url, 16));
@@ -417,83 +428,23 @@ fn postgres(c: &mut Criterion, report: &mut Report) {
         report.ops.insert(id.clone(), (tasks * per_task) as u64);
         let mut group = c.benchmark_group(&id);
         group.throughput(Throughput::Elements((tasks * per_task) as u64));
-        pg_bench_one(&mut group, &rt, "raw", raw, tasks, per_task);
-        pg_bench_one(&mut group, &rt, "ours", ours.clone(), tasks, per_task);
-        pg_bench_one(&mut group, &rt, "deadpool-postgres", dp, tasks, per_task);
-        pg_bench_one(&mut group, &rt, "bb8-postgres", bb, tasks, per_task);
+        service_bench_one(&mut group, &rt, "raw", raw, tasks, per_task);
+        service_bench_one(&mut group, &rt, "ours", ours.clone(), tasks, per_task);
+        service_bench_one(&mut group, &rt, "deadpool-postgres", dp, tasks, per_task);
+        service_bench_one(&mut group, &rt, "bb8-postgres", bb, tasks, per_task);
         group.finish();
         rt.block_on(ours.0.close_and_wait());
     }
 }
 
-fn redis_url() -> Option<String> {
-    ["POOL_BENCH_REDIS_URL", "POOL_TEST_REDIS_URL"]
-        .iter()
-        .find_map(|v| std::env::var(v).ok().filter(|u| !u.trim().is_empty()))
-}
-
-async fn redis_batch<P: redis_pools::RedisBench>(
-    pool: &P,
-    tasks: usize,
-    per_task: usize,
-) -> Result<(), String> {
-    if tasks == 1 {
-        for _ in 0..per_task {
-            pool.ping().await?;
-        }
-        return Ok(());
-    }
-    let mut set = tokio::task::JoinSet::new();
-    for _ in 0..tasks {
-        let pool = pool.clone();
-        set.spawn(async move {
-            for _ in 0..per_task {
-                pool.ping().await?;
-            }
-            Ok::<_, String>(())
-        });
-    }
-    while let Some(r) = set.join_next().await {
-        r.map_err(|e| e.to_string())??;
-    }
-    Ok(())
-}
-
-fn redis_bench_one<P: redis_pools::RedisBench>(
-    group: &mut BenchmarkGroup<'_, WallTime>,
-    rt: &Runtime,
-    name: &str,
-    pool: P,
-    tasks: usize,
-    per_task: usize,
-) {
-    rt.block_on(redis_batch(&pool, tasks, per_task))
-        .expect("preflight");
-    group.bench_function(name, |b| {
-        b.iter_custom(|iters| {
-            rt.block_on(async {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    redis_batch(&pool, tasks, per_task).await.expect("PING");
-                }
-                start.elapsed()
-            })
-        })
-    });
-}
-
 /// Workload G: Redis `PING` through a pool of 16, from 1, 16 and 64 tasks.
 fn redis(c: &mut Criterion, report: &mut Report) {
-    let Some(url) = redis_url() else {
+    let Some(url) = env_url(&["POOL_BENCH_REDIS_URL", "POOL_TEST_REDIS_URL"]) else {
         eprintln!("workload G skipped: set POOL_BENCH_REDIS_URL (or POOL_TEST_REDIS_URL) to a Redis URL, e.g. redis://127.0.0.1:6379");
         return;
     };
-    for (tasks, per_task) in [(1usize, 64usize), (16, 16), (64, 4)] {
-        let rt = if tasks == 1 {
-            current_thread()
-        } else {
-            two_workers()
-        };
+    for (tasks, per_task) in SERVICE_TASKS {
+        let rt = service_runtime(tasks);
         let bb = rt.block_on(redis_pools::bb8(&url, 16));
         let ours_bb = rt.block_on(redis_pools::ours_bb8(&url, 16));
         let dp = rt.block_on(redis_pools::deadpool(&url, 16));
@@ -502,8 +453,8 @@ fn redis(c: &mut Criterion, report: &mut Report) {
         report.ops.insert(id.clone(), (tasks * per_task) as u64);
         let mut group = c.benchmark_group(&id);
         group.throughput(Throughput::Elements((tasks * per_task) as u64));
-        redis_bench_one(&mut group, &rt, "bb8-redis", bb, tasks, per_task);
-        redis_bench_one(
+        service_bench_one(&mut group, &rt, "bb8-redis", bb, tasks, per_task);
+        service_bench_one(
             &mut group,
             &rt,
             "ours-bb8",
@@ -511,8 +462,8 @@ fn redis(c: &mut Criterion, report: &mut Report) {
             tasks,
             per_task,
         );
-        redis_bench_one(&mut group, &rt, "deadpool-redis", dp, tasks, per_task);
-        redis_bench_one(
+        service_bench_one(&mut group, &rt, "deadpool-redis", dp, tasks, per_task);
+        service_bench_one(
             &mut group,
             &rt,
             "ours-deadpool",
@@ -550,8 +501,51 @@ fn fmt_ns(ns: f64) -> String {
     }
 }
 
-fn table(dir: &Path, report: &mut Report) -> String {
-    let mut out = String::new();
+/// A real-server workload's table, if it ran: per-call medians of each pool (`columns`: name,
+/// header) at each task count, and ratios (`ratios`: numerator, denominator, header).
+fn service_table(
+    out: &mut String,
+    dir: &Path,
+    report: &Report,
+    workload: &str,
+    title: &str,
+    columns: &[(&str, &str)],
+    ratios: &[(&str, &str, &str)],
+) {
+    if !report.ops.contains_key(&format!("{workload}1")) {
+        return;
+    }
+    let headers: Vec<&str> = columns
+        .iter()
+        .map(|c| c.1)
+        .chain(ratios.iter().map(|r| r.2))
+        .collect();
+    let _ = writeln!(out);
+    let _ = writeln!(out, "| {title} | {} |", headers.join(" | "));
+    let _ = writeln!(out, "|---|{}", "---|".repeat(headers.len()));
+    for (tasks, _) in SERVICE_TASKS {
+        let id = format!("{workload}{tasks}");
+        let ops = report.ops[&id] as f64;
+        let m = |p: &str| median_ns(dir, &id, p).map(|v| v / ops);
+        let cells: Vec<String> = columns
+            .iter()
+            .map(|(p, _)| m(p).map_or("–".into(), fmt_ns))
+            .chain(ratios.iter().map(|(a, b, _)| match (m(a), m(b)) {
+                (Some(a), Some(b)) => format!("{:.2}", a / b),
+                _ => "–".into(),
+            }))
+            .collect();
+        let _ = writeln!(
+            out,
+            "| {tasks} task{} | {} |",
+            if tasks == 1 { "" } else { "s" },
+            cells.join(" | ")
+        );
+    }
+}
+
+/// Workloads A-E: the in-memory pools against the floor.
+fn in_memory_table(out: &mut String, dir: &Path, report: &mut Report) {
     let _ = writeln!(
         out,
         "| workload | floor | ours (defaults) | ours (no wait timeout) | deadpool | bb8 | mobc | qp | ours/floor | deadpool/ours |"
@@ -626,70 +620,51 @@ fn table(dir: &Path, report: &mut Report) -> String {
             cell("qp")
         );
     }
-    if report.ops.contains_key("F1") {
-        let _ = writeln!(out);
-        let _ = writeln!(out, "| workload F: `SELECT 1`, 16 connections (per query) | raw client | ours | deadpool-postgres | bb8-postgres | ours/deadpool-postgres | ours/raw |");
-        let _ = writeln!(out, "|---|---|---|---|---|---|---|");
-        for tasks in [1, 16, 64] {
-            let id = format!("F{tasks}");
-            let ops = report.ops[&id] as f64;
-            let m = |p: &str| median_ns(dir, &id, p).map(|v| v / ops);
-            let (raw, ours, dp, bb) = (
-                m("raw"),
-                m("ours"),
-                m("deadpool-postgres"),
-                m("bb8-postgres"),
-            );
-            let f = |v: Option<f64>| v.map_or("–".into(), fmt_ns);
-            let r = |a: Option<f64>, b: Option<f64>| match (a, b) {
-                (Some(a), Some(b)) => format!("{:.2}", a / b),
-                _ => "–".into(),
-            };
-            let _ = writeln!(
-                out,
-                "| {tasks} task{} | {} | {} | {} | {} | {} | {} |",
-                if tasks == 1 { "" } else { "s" },
-                f(raw),
-                f(ours),
-                f(dp),
-                f(bb),
-                r(ours, dp),
-                r(ours, raw)
-            );
-        }
+}
+
+fn table(dir: &Path, report: &mut Report) -> String {
+    let mut out = String::new();
+    let in_memory_ran = ["A", "B", "C", "D"]
+        .iter()
+        .any(|id| report.ops.contains_key(*id))
+        || !report.extra.is_empty();
+    if in_memory_ran {
+        in_memory_table(&mut out, dir, report);
     }
-    if report.ops.contains_key("G1") {
-        let _ = writeln!(out);
-        let _ = writeln!(out, "| workload G: Redis `PING`, 16 connections (per command) | bb8 + bb8-redis | ours + FromBb8 | deadpool-redis | ours + FromDeadpool | bb8/ours | deadpool/ours |");
-        let _ = writeln!(out, "|---|---|---|---|---|---|---|");
-        for tasks in [1, 16, 64] {
-            let id = format!("G{tasks}");
-            let ops = report.ops[&id] as f64;
-            let m = |p: &str| median_ns(dir, &id, p).map(|v| v / ops);
-            let (bb, ob, dp, od) = (
-                m("bb8-redis"),
-                m("ours-bb8"),
-                m("deadpool-redis"),
-                m("ours-deadpool"),
-            );
-            let f = |v: Option<f64>| v.map_or("–".into(), fmt_ns);
-            let r = |a: Option<f64>, b: Option<f64>| match (a, b) {
-                (Some(a), Some(b)) => format!("{:.2}", a / b),
-                _ => "–".into(),
-            };
-            let _ = writeln!(
-                out,
-                "| {tasks} task{} | {} | {} | {} | {} | {} | {} |",
-                if tasks == 1 { "" } else { "s" },
-                f(bb),
-                f(ob),
-                f(dp),
-                f(od),
-                r(bb, ob),
-                r(dp, od)
-            );
-        }
-    }
+    service_table(
+        &mut out,
+        dir,
+        report,
+        "F",
+        "workload F: `SELECT 1`, 16 connections (per query)",
+        &[
+            ("raw", "raw client"),
+            ("ours", "ours"),
+            ("deadpool-postgres", "deadpool-postgres"),
+            ("bb8-postgres", "bb8-postgres"),
+        ],
+        &[
+            ("ours", "deadpool-postgres", "ours/deadpool-postgres"),
+            ("ours", "raw", "ours/raw"),
+        ],
+    );
+    service_table(
+        &mut out,
+        dir,
+        report,
+        "G",
+        "workload G: Redis `PING`, 16 connections (per command)",
+        &[
+            ("bb8-redis", "bb8 + bb8-redis"),
+            ("ours-bb8", "ours + FromBb8"),
+            ("deadpool-redis", "deadpool-redis"),
+            ("ours-deadpool", "ours + FromDeadpool"),
+        ],
+        &[
+            ("bb8-redis", "ours-bb8", "bb8/ours"),
+            ("deadpool-redis", "ours-deadpool", "deadpool/ours"),
+        ],
+    );
     out
 }
 

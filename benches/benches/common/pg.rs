@@ -1,20 +1,17 @@
 //! Workload F: `SELECT 1` through each pool's Postgres adapter, and a raw client.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_postgres::NoTls;
 
-pub trait PgBench: Clone + Send + Sync + 'static {
-    fn select_one(&self) -> impl Future<Output = Result<(), String>> + Send;
-}
+use crate::service::Service;
 
 #[derive(Clone)]
 pub struct Raw(pub Arc<tokio_postgres::Client>);
 
-impl PgBench for Raw {
-    async fn select_one(&self) -> Result<(), String> {
+impl Service for Raw {
+    async fn call(&self) -> Result<(), String> {
         self.0
             .simple_query("SELECT 1")
             .await
@@ -26,8 +23,8 @@ impl PgBench for Raw {
 #[derive(Clone)]
 pub struct OursPg(pub pool_core::Pool<pool_postgres::PgManager>);
 
-impl PgBench for OursPg {
-    async fn select_one(&self) -> Result<(), String> {
+impl Service for OursPg {
+    async fn call(&self) -> Result<(), String> {
         let conn = self.0.get().await.map_err(|e| e.to_string())?;
         conn.simple_query("SELECT 1")
             .await
@@ -39,8 +36,8 @@ impl PgBench for OursPg {
 #[derive(Clone)]
 pub struct DeadpoolPg(pub deadpool_postgres::Pool);
 
-impl PgBench for DeadpoolPg {
-    async fn select_one(&self) -> Result<(), String> {
+impl Service for DeadpoolPg {
+    async fn call(&self) -> Result<(), String> {
         let conn = self.0.get().await.map_err(|e| e.to_string())?;
         conn.simple_query("SELECT 1")
             .await
@@ -52,8 +49,8 @@ impl PgBench for DeadpoolPg {
 #[derive(Clone)]
 pub struct Bb8Pg(pub bb8::Pool<bb8_postgres::PostgresConnectionManager<NoTls>>);
 
-impl PgBench for Bb8Pg {
-    async fn select_one(&self) -> Result<(), String> {
+impl Service for Bb8Pg {
+    async fn call(&self) -> Result<(), String> {
         let conn = self.0.get().await.map_err(|e| e.to_string())?;
         conn.simple_query("SELECT 1")
             .await

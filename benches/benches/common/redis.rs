@@ -1,15 +1,12 @@
 //! Workload G: Redis `PING` through our pool with bb8-redis's and deadpool-redis's own
 //! managers (pool-compat), against bb8 with bb8-redis and deadpool-redis themselves.
 
-use std::future::Future;
 use std::time::Duration;
 
 use pool_compat::{FromBb8, FromDeadpool};
 use redis::aio::MultiplexedConnection;
 
-pub trait RedisBench: Clone + Send + Sync + 'static {
-    fn ping(&self) -> impl Future<Output = Result<(), String>> + Send;
-}
+use crate::service::Service;
 
 async fn ping(conn: &mut MultiplexedConnection) -> Result<(), String> {
     let pong: String = redis::cmd("PING")
@@ -26,8 +23,8 @@ async fn ping(conn: &mut MultiplexedConnection) -> Result<(), String> {
 #[derive(Clone)]
 pub struct OursBb8(pub pool_core::Pool<FromBb8<bb8_redis::RedisConnectionManager>>);
 
-impl RedisBench for OursBb8 {
-    async fn ping(&self) -> Result<(), String> {
+impl Service for OursBb8 {
+    async fn call(&self) -> Result<(), String> {
         let mut conn = self.0.get().await.map_err(|e| e.to_string())?;
         ping(&mut conn).await
     }
@@ -36,8 +33,8 @@ impl RedisBench for OursBb8 {
 #[derive(Clone)]
 pub struct OursDeadpool(pub pool_core::Pool<FromDeadpool<deadpool_redis::Manager>>);
 
-impl RedisBench for OursDeadpool {
-    async fn ping(&self) -> Result<(), String> {
+impl Service for OursDeadpool {
+    async fn call(&self) -> Result<(), String> {
         let mut conn = self.0.get().await.map_err(|e| e.to_string())?;
         ping(&mut conn).await
     }
@@ -46,8 +43,8 @@ impl RedisBench for OursDeadpool {
 #[derive(Clone)]
 pub struct Bb8Redis(pub bb8::Pool<bb8_redis::RedisConnectionManager>);
 
-impl RedisBench for Bb8Redis {
-    async fn ping(&self) -> Result<(), String> {
+impl Service for Bb8Redis {
+    async fn call(&self) -> Result<(), String> {
         let mut conn = self.0.get().await.map_err(|e| e.to_string())?;
         ping(&mut conn).await
     }
@@ -56,8 +53,8 @@ impl RedisBench for Bb8Redis {
 #[derive(Clone)]
 pub struct DeadpoolRedis(pub deadpool_redis::Pool);
 
-impl RedisBench for DeadpoolRedis {
-    async fn ping(&self) -> Result<(), String> {
+impl Service for DeadpoolRedis {
+    async fn call(&self) -> Result<(), String> {
         let mut conn = self.0.get().await.map_err(|e| e.to_string())?;
         ping(&mut conn).await
     }
