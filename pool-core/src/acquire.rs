@@ -28,7 +28,7 @@
 //! arrival earned (it keeps its ticket).
 
 use std::future::{poll_fn, Future};
-use std::panic::Location;
+use std::panic::{resume_unwind, Location};
 use std::pin::pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -79,13 +79,22 @@ pub(crate) async fn acquire<M: Manager>(
             from_idle,
         } = entry.next().await?;
         let since = entry.since.unwrap_or(now);
-        if from_idle && shared.manager.has_broken(&mut conn.raw) {
+        if from_idle {
             // Taken from the idle list, where connections can die unseen (a server restart):
             // a cheap look first.
-            tracing::debug!(target: "pool_core", "idle connection found broken at checkout; discarded");
-            shared.release(conn, Outcome::Lost);
-            entry.arrival = Arrival::Again { ticket: None };
-            continue;
+            match shared.judge(&mut conn) {
+                Ok(false) => {}
+                Ok(true) => {
+                    tracing::debug!(target: "pool_core", "idle connection found broken at checkout; discarded");
+                    shared.release(conn, Outcome::Lost);
+                    entry.arrival = Arrival::Again { ticket: None };
+                    continue;
+                }
+                Err(panic) => {
+                    shared.release(conn, Outcome::Lost);
+                    resume_unwind(panic);
+                }
+            }
         }
         let check = needs_check(shared.config.check, conn.stamp, now);
         conn.taken = Some(now);

@@ -8,16 +8,21 @@
 //! re-checked just before every connect, so a burst that returns connections faster than a
 //! connect takes opens nothing more. Each connect runs in its own task (at most
 //! `connect_concurrency` at once), bounded by `connect_timeout`, and is never cancelled by a
-//! caller giving up; its outcome settles the approval. After a failure the next attempt waits
+//! caller giving up; its outcome settles the approval. A `connect` that panics is a failed
+//! connect like any other (its error, [`ConnectError::Panicked`], carries the message). After a failure the next attempt waits
 //! for a full-jitter exponential backoff.
 
+use std::future::{poll_fn, Future};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::pin;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
+use std::task::Poll;
 
 use crate::error::ConnectError;
 use crate::manager::Manager;
 use crate::rt;
-use crate::shared::{Shared, Signals};
+use crate::shared::{panic_message, Shared, Signals};
 use crate::state::{Approval, Next};
 
 pub(crate) async fn run<M: Manager>(pool: Weak<Shared<M>>, signals: Arc<Signals>) {
@@ -52,10 +57,25 @@ pub(crate) async fn run<M: Manager>(pool: Weak<Shared<M>>, signals: Arc<Signals>
 async fn connect_one<M: Manager>(shared: Arc<Shared<M>>, approval: Approval) {
     let started = rt::now();
     let limit = shared.config.connect_timeout;
-    let result = match rt::timeout(limit, shared.manager.connect()).await {
-        Ok(Ok(conn)) => Ok(conn),
-        Ok(Err(e)) => Err(ConnectError::Backend(Arc::new(e))),
+    let result = match rt::timeout(limit, catch_panic(shared.manager.connect())).await {
+        Ok(Ok(Ok(conn))) => Ok(conn),
+        Ok(Ok(Err(e))) => Err(ConnectError::Backend(Arc::new(e))),
+        Ok(Err(message)) => Err(ConnectError::Panicked(message)),
         Err(_) => Err(ConnectError::TimedOut(limit)),
     };
     shared.connect_done(approval, result, started);
+}
+
+/// Runs `fut`, turning a panic in it into `Err` with the panic's message, so the approval is
+/// always settled and the connector carries on.
+async fn catch_panic<F: Future>(fut: F) -> Result<F::Output, Arc<str>> {
+    let mut fut = pin!(fut);
+    poll_fn(
+        |cx| match catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(out)) => Poll::Ready(Ok(out)),
+            Err(panic) => Poll::Ready(Err(Arc::from(panic_message(&*panic)))),
+        },
+    )
+    .await
 }

@@ -62,11 +62,15 @@ pub struct TimeoutError<E> {
 
 /// Why the pool's background connector failed to open a connection.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum ConnectError<E> {
     /// The manager's `connect` returned this error.
     Backend(Arc<E>),
     /// The manager's `connect` did not finish within the connect timeout.
     TimedOut(Duration),
+    /// The manager's `connect` panicked, with this message. Counted as a failed connect and
+    /// retried with backoff, like a transient error.
+    Panicked(Arc<str>),
 }
 
 impl<E> Clone for ConnectError<E> {
@@ -74,6 +78,7 @@ impl<E> Clone for ConnectError<E> {
         match self {
             ConnectError::Backend(e) => ConnectError::Backend(Arc::clone(e)),
             ConnectError::TimedOut(d) => ConnectError::TimedOut(*d),
+            ConnectError::Panicked(m) => ConnectError::Panicked(Arc::clone(m)),
         }
     }
 }
@@ -83,6 +88,7 @@ impl<E: fmt::Display> fmt::Display for ConnectError<E> {
         match self {
             ConnectError::Backend(e) => write!(f, "{e}"),
             ConnectError::TimedOut(d) => write!(f, "connect timed out after {d:?}"),
+            ConnectError::Panicked(m) => write!(f, "connect panicked: {m}"),
         }
     }
 }

@@ -2,18 +2,21 @@
 
 use std::fmt;
 use std::ops::{Deref, DerefMut};
+use std::panic::resume_unwind;
 use std::sync::Arc;
 
 use crate::manager::Manager;
 use crate::rt::Instant;
-use crate::shared::Shared;
+use crate::shared::{panic_message, Shared};
 use crate::state::{Conn, Outcome};
 
 /// A connection checked out of a [`Pool`](crate::Pool). Derefs to the connection; goes back to
 /// the pool when dropped (synchronously, without spawning, also outside a runtime).
 ///
 /// On return the pool asks [`Manager::has_broken`]; a broken connection is closed and replaced
-/// if waiters or the floor need it.
+/// if waiters or the floor need it. If `has_broken` panics, the connection is closed and the
+/// panic goes on from the drop (it is logged instead when the drop is part of another panic's
+/// unwinding).
 #[must_use = "dropping the Object returns the connection at once"]
 pub struct Object<M: Manager> {
     conn: Option<Conn<M::Connection>>,
@@ -98,14 +101,28 @@ impl<M: Manager> Drop for Object<M> {
         let Some(mut conn) = self.conn.take() else {
             return;
         };
-        let outcome = if self.checking {
-            Outcome::Discarded
-        } else if self.shared.manager.has_broken(&mut conn.raw) {
-            Outcome::Broken
-        } else {
-            Outcome::Healthy
-        };
-        self.shared.release(conn, outcome);
+        if self.checking {
+            self.shared.release(conn, Outcome::Discarded);
+            return;
+        }
+        match self.shared.judge(&mut conn) {
+            Ok(true) => self.shared.release(conn, Outcome::Broken),
+            Ok(false) => self.shared.release(conn, Outcome::Healthy),
+            Err(panic) => {
+                // The pool's accounting first, then the panic goes on to the caller (unless
+                // it is already unwinding: a second panic out of a `Drop` would abort).
+                self.shared.release(conn, Outcome::Discarded);
+                if std::thread::panicking() {
+                    tracing::warn!(
+                        target: "pool_core",
+                        panic = %panic_message(&*panic),
+                        "has_broken panicked on a connection returned during a panic; discarded"
+                    );
+                } else {
+                    resume_unwind(panic);
+                }
+            }
+        }
     }
 }
 

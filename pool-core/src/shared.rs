@@ -8,12 +8,18 @@
 //! wake, close and log what the transition handed back. The lock is never held across an
 //! `.await`, a call into the [`Manager`], a waker or a connection's `Drop`.
 //!
+//! **Code the pool calls may panic.** `has_broken` is called inside `catch_unwind` ([`Shared::judge`]):
+//! the caller puts the connection back as discarded before the panic goes on. A connection the
+//! pool closes is dropped inside `catch_unwind` ([`close_quietly`]), so a panicking `Drop` is
+//! logged and never reaches the housekeeper, the connector or a caller returning a connection.
+//!
 //! `signals` live in their own `Arc` so the background tasks can wait on them while holding
 //! only a `Weak` to the pool.
 
+use std::any::Any;
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
-use std::panic::Location;
+use std::panic::{catch_unwind, AssertUnwindSafe, Location};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::Waker;
@@ -78,6 +84,16 @@ impl<M: Manager> Shared<M> {
         self.finish(released);
     }
 
+    /// Asks the manager whether `conn` is broken; `Err` with the payload if it panicked
+    /// (the caller releases the connection as discarded or lost, then lets the panic go on).
+    #[inline]
+    pub(crate) fn judge(
+        &self,
+        conn: &mut Conn<M::Connection>,
+    ) -> Result<bool, Box<dyn Any + Send>> {
+        catch_unwind(AssertUnwindSafe(|| self.manager.has_broken(&mut conn.raw)))
+    }
+
     /// A queued caller goes away before taking what it was handed.
     pub(crate) fn leave(&self, key: usize) {
         let released = self.state.lock().leave(key);
@@ -107,7 +123,9 @@ impl<M: Manager> Shared<M> {
         if let Some(w) = released.waker {
             w.wake();
         }
-        drop(released.close);
+        if let Some(conn) = released.close {
+            close_quietly(conn);
+        }
         if released.wake_connector {
             self.signals.connector.notify_one();
         }
@@ -133,8 +151,19 @@ impl<M: Manager> Shared<M> {
     ) {
         let result = result.map_err(|err| {
             let class = match &err {
-                ConnectError::Backend(e) => self.manager.classify(e),
-                ConnectError::TimedOut(_) => ErrorClass::Transient,
+                ConnectError::Backend(e) => {
+                    catch_unwind(AssertUnwindSafe(|| self.manager.classify(e))).unwrap_or_else(
+                        |panic| {
+                            tracing::warn!(
+                                target: "pool_core",
+                                panic = %panic_message(&*panic),
+                                "classify panicked; the connect error counts as transient"
+                            );
+                            ErrorClass::Transient
+                        },
+                    )
+                }
+                ConnectError::TimedOut(_) | ConnectError::Panicked(_) => ErrorClass::Transient,
             };
             (err, class)
         });
@@ -189,7 +218,7 @@ impl<M: Manager> Shared<M> {
         }
         if !chores.close.is_empty() {
             tracing::debug!(target: "pool_core", closed = chores.close.len(), "housekeeping closed idle or expired connections");
-            chores.close.clear();
+            chores.close.drain(..).for_each(close_quietly);
             self.signals.size_changed.notify_waiters();
         }
         if wake_connector {
@@ -215,10 +244,32 @@ impl<M: Manager> Shared<M> {
         for w in wake {
             w.wake();
         }
-        drop(idle);
+        idle.into_iter().for_each(close_quietly);
         self.signals.connector.notify_one();
         self.signals.housekeeper.notify_one();
         self.signals.size_changed.notify_waiters();
+    }
+}
+
+/// Closes a connection; a panic in its `Drop` is logged, not passed on.
+pub(crate) fn close_quietly<C>(conn: Conn<C>) {
+    if let Err(panic) = catch_unwind(AssertUnwindSafe(move || drop(conn))) {
+        tracing::warn!(
+            target: "pool_core",
+            panic = %panic_message(&*panic),
+            "a connection panicked while the pool closed it"
+        );
+    }
+}
+
+/// The message of a caught panic, if it has one.
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> &str {
+    if let Some(s) = payload.downcast_ref::<&'static str>() {
+        s
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s
+    } else {
+        "(a panic without a message)"
     }
 }
 

@@ -24,6 +24,8 @@ pub enum Step {
     SlowTransient(Duration),
     /// Never finishes.
     Never,
+    /// Panics (a bug in the backend's driver or in the user's manager).
+    Panic,
 }
 
 /// The fake backend's error.
@@ -54,10 +56,19 @@ struct Script {
     check_default: Option<Step>,
 }
 
+/// What the backend can do to one live connection from outside.
+#[derive(Debug, Default)]
+struct Flags {
+    broken: AtomicBool,
+    panic_on_close: AtomicBool,
+}
+
 #[derive(Debug, Default)]
 struct Backend {
     script: Mutex<Script>,
-    registry: Mutex<HashMap<u64, Arc<AtomicBool>>>,
+    registry: Mutex<HashMap<u64, Arc<Flags>>>,
+    /// `has_broken` calls left that panic.
+    has_broken_panics: AtomicUsize,
     next_id: AtomicU64,
     connect_attempts: AtomicU64,
     connects_ok: AtomicU64,
@@ -84,7 +95,7 @@ pub struct FakeHandle {
 #[derive(Debug)]
 pub struct FakeConn {
     id: u64,
-    broken: Arc<AtomicBool>,
+    flags: Arc<Flags>,
     backend: Arc<Backend>,
 }
 
@@ -96,7 +107,12 @@ impl FakeConn {
 
     /// Marks this connection broken: `has_broken` and `check` report it dead.
     pub fn break_it(&self) {
-        self.broken.store(true, Ordering::Relaxed);
+        self.flags.broken.store(true, Ordering::Relaxed);
+    }
+
+    /// Makes dropping this connection panic (after it is counted as closed).
+    pub fn panic_on_close(&self) {
+        self.flags.panic_on_close.store(true, Ordering::Relaxed);
     }
 }
 
@@ -105,6 +121,12 @@ impl Drop for FakeConn {
         self.backend.registry.lock().remove(&self.id);
         self.backend.live.fetch_sub(1, Ordering::Relaxed);
         self.backend.closed.fetch_add(1, Ordering::Relaxed);
+        if self.flags.panic_on_close.load(Ordering::Relaxed) && !std::thread::panicking() {
+            panic!(
+                "fake backend: connection {} panicked on close (scripted)",
+                self.id
+            );
+        }
     }
 }
 
@@ -145,6 +167,7 @@ async fn play(step: Step, op: &'static str) -> Result<(), FakeError> {
             })
         }
         Step::Never => std::future::pending().await,
+        Step::Panic => panic!("fake backend: {op} panicked (scripted)"),
     }
 }
 
@@ -162,14 +185,14 @@ impl Manager for FakeManager {
         };
         play(step, "connect").await?;
         let id = b.next_id.fetch_add(1, Ordering::Relaxed) + 1;
-        let broken = Arc::new(AtomicBool::new(false));
-        b.registry.lock().insert(id, Arc::clone(&broken));
+        let flags = Arc::new(Flags::default());
+        b.registry.lock().insert(id, Arc::clone(&flags));
         b.connects_ok.fetch_add(1, Ordering::Relaxed);
         let live = b.live.fetch_add(1, Ordering::Relaxed) + 1;
         b.peak_live.fetch_max(live, Ordering::Relaxed);
         Ok(FakeConn {
             id,
-            broken,
+            flags,
             backend: Arc::clone(b),
         })
     }
@@ -182,7 +205,7 @@ impl Manager for FakeManager {
             let default = s.check_default.unwrap_or(Step::Ok);
             s.check.pop_front().unwrap_or(default)
         };
-        if conn.broken.load(Ordering::Relaxed) {
+        if conn.flags.broken.load(Ordering::Relaxed) {
             return Err(FakeError {
                 class: ErrorClass::Transient,
                 op: "check",
@@ -192,7 +215,17 @@ impl Manager for FakeManager {
     }
 
     fn has_broken(&self, conn: &mut FakeConn) -> bool {
-        conn.broken.load(Ordering::Relaxed)
+        let panics = &self.backend.has_broken_panics;
+        if panics
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            panic!(
+                "fake backend: has_broken panicked on connection {} (scripted)",
+                conn.id
+            );
+        }
+        conn.flags.broken.load(Ordering::Relaxed)
     }
 
     fn classify(&self, err: &FakeError) -> ErrorClass {
@@ -231,8 +264,23 @@ impl FakeHandle {
     /// Breaks every live connection (as a server restart would); returns how many.
     pub fn break_all(&self) -> usize {
         let reg = self.backend.registry.lock();
-        for flag in reg.values() {
-            flag.store(true, Ordering::Relaxed);
+        for flags in reg.values() {
+            flags.broken.store(true, Ordering::Relaxed);
+        }
+        reg.len()
+    }
+
+    /// Makes the next `n` calls to `has_broken` panic.
+    pub fn panic_in_has_broken(&self, n: usize) {
+        self.backend.has_broken_panics.store(n, Ordering::Relaxed);
+    }
+
+    /// Makes closing every live connection panic (in its `Drop`, after it is counted as
+    /// closed); returns how many.
+    pub fn panic_on_close_all(&self) -> usize {
+        let reg = self.backend.registry.lock();
+        for flags in reg.values() {
+            flags.panic_on_close.store(true, Ordering::Relaxed);
         }
         reg.len()
     }
@@ -240,8 +288,8 @@ impl FakeHandle {
     /// Breaks the live connection with this id; returns whether it was live.
     pub fn break_conn(&self, id: u64) -> bool {
         match self.backend.registry.lock().get(&id) {
-            Some(flag) => {
-                flag.store(true, Ordering::Relaxed);
+            Some(flags) => {
+                flags.broken.store(true, Ordering::Relaxed);
                 true
             }
             None => false,
