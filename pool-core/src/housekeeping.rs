@@ -1,5 +1,5 @@
-//! The housekeeping task: idle shrink, lifetime retirement, the ceiling after a resize, the
-//! leak watch, and the one timer that expires waiters.
+//! The housekeeping task: the idle sweep, idle shrink, lifetime retirement, the ceiling after
+//! a resize, the leak watch, and the one timer that expires waiters.
 //!
 //! # Implementation details
 //!
@@ -11,6 +11,14 @@
 //! pool-wide wait timeout have their deadlines in queue order, so this one timer serves the
 //! whole queue; a waiter whose deadline is earlier than the task's next look wakes it
 //! (`Signals::housekeeper`).
+//!
+//! **Idle sweep.** Each pass first asks `has_broken` of every idle connection, outside the
+//! lock: the idle list is moved out ([`State::sweep_out`](crate::state::State::sweep_out)),
+//! looked at, and put back in the same pass, without an `.await` in between
+//! ([`State::sweep_in`](crate::state::State::sweep_in)). Broken ones are closed and counted
+//! in `connections_lost`, so after a server loss the connector refills the floor before the
+//! next caller comes. Callers that queue during the look are served by the connections put
+//! back, not by new connects.
 //!
 //! A connection past its lifetime is closed at once when the pool is above its floor; at the
 //! floor it stays until the connector has opened its replacement, so retirement never takes

@@ -207,6 +207,19 @@ impl<M: Manager> Shared<M> {
             if st.is_closed() {
                 return None;
             }
+            st.sweep_out(&mut chores.sweep);
+            if !chores.sweep.is_empty() {
+                drop(st);
+                let lost = self.sweep(chores);
+                st = self.state.lock();
+                st.sweep_in(
+                    &mut chores.sweep,
+                    lost,
+                    now,
+                    &mut chores.close,
+                    &mut chores.wake,
+                );
+            }
             st.housekeep(now, cap, chores)
         };
         for w in chores.wake.drain(..) {
@@ -234,6 +247,34 @@ impl<M: Manager> Shared<M> {
             );
         }
         Some(at)
+    }
+
+    /// The idle sweep's look, outside the lock: each connection in `chores.sweep` that
+    /// `has_broken` calls broken (or that panics there) moves to `chores.close`; returns how
+    /// many.
+    fn sweep(&self, chores: &mut Chores<M::Connection>) -> usize {
+        let mut lost = 0;
+        let mut i = 0;
+        while i < chores.sweep.len() {
+            let broken = self.judge(&mut chores.sweep[i]).unwrap_or_else(|panic| {
+                tracing::warn!(
+                    target: "pool_core",
+                    panic = %panic_message(&*panic),
+                    "has_broken panicked in the idle sweep; connection closed"
+                );
+                true
+            });
+            if broken {
+                chores.close.push(chores.sweep.remove(i));
+                lost += 1;
+            } else {
+                i += 1;
+            }
+        }
+        if lost > 0 {
+            tracing::info!(target: "pool_core", lost, "idle sweep closed connections found broken");
+        }
+        lost
     }
 
     pub(crate) fn close(&self) {

@@ -88,6 +88,8 @@ pub(crate) struct State<C, E> {
     closed: bool,
     /// Idle connections past their lifetime, kept until a replacement keeps the floor.
     retire_pending: usize,
+    /// Idle connections out of the list for the idle sweep's look, still counted in `size`.
+    sweeping: usize,
     /// Consecutive failed connects.
     failures: u32,
     /// No connect starts before this.
@@ -182,6 +184,8 @@ pub(crate) struct Failure {
 /// What the housekeeping pass found, moved out to be closed, logged and woken outside the
 /// lock. Kept by the housekeeper and reused, so a pass allocates nothing once warm.
 pub(crate) struct Chores<C> {
+    /// Idle connections out for the sweep's `has_broken` look.
+    pub(crate) sweep: Vec<Conn<C>>,
     pub(crate) close: Vec<Conn<C>>,
     pub(crate) leaks: Vec<(&'static Location<'static>, Duration)>,
     pub(crate) wake: Vec<Waker>,
@@ -191,6 +195,7 @@ pub(crate) struct Chores<C> {
 impl<C> Chores<C> {
     pub(crate) fn new() -> Self {
         Chores {
+            sweep: Vec::new(),
             close: Vec::new(),
             leaks: Vec::new(),
             wake: Vec::new(),
@@ -227,6 +232,7 @@ impl<C, E> State<C, E> {
             max_size: config.max_size,
             closed: false,
             retire_pending: 0,
+            sweeping: 0,
             failures: 0,
             retry_at: None,
             last_error: None,
@@ -241,10 +247,11 @@ impl<C, E> State<C, E> {
     // ---- snapshots ----
 
     pub(crate) fn status(&self) -> Status {
+        let idle = self.idle.len() + self.sweeping;
         Status {
             size: self.size,
-            idle: self.idle.len(),
-            in_use: self.size - self.idle.len(),
+            idle,
+            in_use: self.size - idle,
             waiting: self.waiters.len(),
             connecting: self.connecting,
             min_size: self.min_size,
@@ -490,7 +497,8 @@ impl<C, E> State<C, E> {
             return false;
         }
         let floor = self.min_size + self.retire_pending.min(self.max_size - self.min_size);
-        self.waiters.len() > self.connecting || open < floor
+        // Connections out for the idle sweep come back within the housekeeper's pass.
+        self.waiters.len() > self.connecting + self.sweeping || open < floor
     }
 
     /// Should the connector open a connection now? Demand is re-checked here just before each
@@ -629,6 +637,62 @@ impl<C, E> State<C, E> {
         let at = next.map_or(cap, |n| n.min(cap));
         self.timer_at = Some(at);
         (at, self.wants_connect())
+    }
+
+    /// The idle sweep, first half: every idle connection moves to `out` (longest idle first)
+    /// for a `has_broken` look outside the lock. Until [`State::sweep_in`] they still count as
+    /// idle in the status, and as supply for the callers that queue meanwhile.
+    pub(crate) fn sweep_out(&mut self, out: &mut Vec<Conn<C>>) {
+        debug_assert_eq!(self.sweeping, 0, "one sweep at a time");
+        if self.closed {
+            return;
+        }
+        out.extend(self.idle.drain(..));
+        self.sweeping = out.len();
+    }
+
+    /// The idle sweep, second half: `lost` connections were found broken (the caller closes
+    /// them); the ones in `kept` (in `sweep_out`'s order) go to the callers that queued
+    /// meanwhile, oldest first, and the rest back to the front of the idle list, where they
+    /// were (they have been idle longer than any returned meanwhile). Closes them instead if
+    /// the pool closed meanwhile (into `close`). Wakers of served callers go to `wake`.
+    pub(crate) fn sweep_in(
+        &mut self,
+        kept: &mut Vec<Conn<C>>,
+        lost: usize,
+        now: Instant,
+        close: &mut Vec<Conn<C>>,
+        wake: &mut Vec<Waker>,
+    ) {
+        debug_assert_eq!(self.sweeping, kept.len() + lost);
+        self.sweeping = 0;
+        self.size -= lost;
+        self.stats.connections_lost += lost as u64;
+        self.stats.connections_closed += lost as u64;
+        if self.closed {
+            self.size -= kept.len();
+            self.stats.connections_closed += kept.len() as u64;
+            close.append(kept);
+            return;
+        }
+        for conn in kept.drain(..).rev() {
+            self.idle.push_front(conn);
+        }
+        while !self.waiters.is_empty() {
+            let conn = match self.rules.queue_mode {
+                QueueMode::Lifo => self.idle.pop_back(),
+                QueueMode::Fifo => self.idle.pop_front(),
+            };
+            let Some(mut conn) = conn else { break };
+            conn.stamp = now;
+            match self.waiters.hand_off(conn, Ok) {
+                Ok(waker) => wake.extend(waker),
+                Err(conn) => {
+                    self.idle.push_back(conn);
+                    break;
+                }
+            }
+        }
     }
 
     /// Fails the waiters whose pool-wide deadline has passed; returns the next deadline.
@@ -1153,5 +1217,86 @@ mod tests {
             Admit::Refused(PoolError::TooManyWaiters { max_waiting: 1 })
         ));
         assert_eq!(st.stats().requests_errors, 1);
+    }
+
+    #[test]
+    fn the_sweep_closes_the_broken_and_puts_the_rest_back_in_their_places() {
+        let t0 = Instant::now();
+        let mut st = state(1, 4);
+        for raw in 1..=3 {
+            let _ = open(&mut st, raw, t0 + secs(u64::from(raw)));
+        }
+        let mut out = Vec::new();
+        st.sweep_out(&mut out);
+        assert_eq!(out.iter().map(|c| c.raw).collect::<Vec<_>>(), [1, 2, 3]);
+        let s = st.status();
+        assert_eq!(
+            (s.size, s.idle, s.in_use),
+            (3, 3, 0),
+            "out for the look, still idle"
+        );
+        assert!(!st.wants_connect());
+        // 2 is broken; meanwhile a connection opened at t0+10 was returned.
+        let _broken = out.remove(1);
+        let _ = open(&mut st, 4, t0 + secs(10));
+        let (mut close, mut wake) = (Vec::new(), Vec::new());
+        st.sweep_in(&mut out, 1, t0 + secs(11), &mut close, &mut wake);
+        assert!(out.is_empty() && close.is_empty() && wake.is_empty());
+        let s = st.status();
+        assert_eq!((s.size, s.idle), (3, 3));
+        let stats = st.stats();
+        assert_eq!((stats.connections_lost, stats.connections_closed), (1, 1));
+        let order: Vec<_> = st.idle.iter().map(|c| (c.raw, c.stamp)).collect();
+        assert_eq!(
+            order,
+            [(1, t0 + secs(1)), (3, t0 + secs(3)), (4, t0 + secs(10))],
+            "longest idle first, stamps kept"
+        );
+    }
+
+    #[test]
+    fn callers_queued_during_the_sweep_are_served_by_it_without_a_connect() {
+        let t0 = Instant::now();
+        let mut st = state(0, 4);
+        let _ = open(&mut st, 1, t0);
+        let _ = st.resize(0, 4);
+        let mut out = Vec::new();
+        st.sweep_out(&mut out);
+        let Admit::Queued {
+            queued,
+            wake_connector,
+            ..
+        } = st.admit(Arrival::New, t0 + secs(1), &waker(), None)
+        else {
+            panic!("nothing idle during the look: it queues")
+        };
+        assert!(!wake_connector, "the swept connection covers it");
+        assert!(matches!(st.approve_connect(t0), Next::Sleep));
+        let (mut close, mut wake) = (Vec::new(), Vec::new());
+        st.sweep_in(&mut out, 0, t0 + secs(2), &mut close, &mut wake);
+        assert_eq!(wake.len(), 1, "the waiter is woken");
+        let Some(Ok(conn)) = st.poll_waiter(queued.key, &waker(), t0 + secs(1)) else {
+            panic!("the waiter was handed the swept connection")
+        };
+        assert_eq!((conn.raw, conn.stamp), (1, t0 + secs(2)));
+        let s = st.status();
+        assert_eq!((s.size, s.idle, s.in_use, s.waiting), (1, 0, 1, 0));
+    }
+
+    #[test]
+    fn a_pool_closed_during_the_sweep_closes_what_comes_back() {
+        let t0 = Instant::now();
+        let mut st = state(2, 4);
+        let _ = open(&mut st, 1, t0);
+        let _ = open(&mut st, 2, t0);
+        let mut out = Vec::new();
+        st.sweep_out(&mut out);
+        let idle = st.close(&mut Vec::new()).expect("first close");
+        assert!(idle.is_empty());
+        let (mut close, mut wake) = (Vec::new(), Vec::new());
+        st.sweep_in(&mut out, 0, t0, &mut close, &mut wake);
+        assert_eq!(close.len(), 2);
+        assert!(st.is_drained());
+        assert_eq!(st.stats().connections_closed, 2);
     }
 }
