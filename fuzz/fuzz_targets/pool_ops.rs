@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
-use pool_testkit::model::{run, Op};
+use pool_testkit::model::{run_blocking, Op};
 use pool_testkit::Step;
 
 fn step(u: &mut Unstructured<'_>) -> Result<Step> {
@@ -46,12 +46,7 @@ fn ops(data: &[u8]) -> Result<Vec<Op>> {
 
 fuzz_target!(|data: &[u8]| {
     let Ok(ops) = ops(data) else { return };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .start_paused(true)
-        .build()
-        .unwrap();
-    if let Err(violation) = rt.block_on(run(ops.clone())) {
+    if let Err(violation) = run_blocking(ops.clone()) {
         panic!("model violation: {violation}\nops: {ops:?}");
     }
 });

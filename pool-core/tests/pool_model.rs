@@ -5,7 +5,7 @@
 //! `proptest-regressions/pool_model.txt` and replayed first.
 use std::time::Duration;
 
-use pool_testkit::model::{run, Op};
+use pool_testkit::model::{run_blocking, Op};
 use pool_testkit::Step;
 use proptest::prelude::*;
 
@@ -37,7 +37,7 @@ fn op() -> impl Strategy<Value = Op> {
 
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(64),
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(512),
         failure_persistence: Some(Box::new(
             proptest::test_runner::FileFailurePersistence::Direct("proptest-regressions/pool_model.txt"),
         )),
@@ -46,11 +46,6 @@ proptest! {
 
     #[test]
     fn pool_matches_the_model(ops in proptest::collection::vec(op(), 1..80)) {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .start_paused(true)
-            .build()
-            .unwrap();
-        rt.block_on(run(ops)).map_err(TestCaseError::fail)?;
+        run_blocking(ops).map_err(TestCaseError::fail)?;
     }
 }

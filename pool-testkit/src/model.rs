@@ -27,10 +27,48 @@ fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
 }
 
-/// Lets spawned tasks run without moving the (paused) clock.
-async fn settle() {
+/// What the pool and the backend show from outside; unchanged over a few scheduler ticks means
+/// every task woken by the last step has run.
+#[derive(PartialEq, Eq)]
+struct Fingerprint {
+    status: pool_core::Status,
+    stats: pool_core::Stats,
+    backend: (u64, u64, u64, u64, usize),
+}
+
+fn fingerprint(pool: &Pool<FakeManager>, backend: &FakeHandle) -> Fingerprint {
+    Fingerprint {
+        status: pool.status(),
+        stats: pool.stats(),
+        backend: (
+            backend.connect_attempts(),
+            backend.connects(),
+            backend.checks(),
+            backend.closed(),
+            backend.live(),
+        ),
+    }
+}
+
+/// Lets spawned tasks run without moving the (paused) clock, until nothing visible has changed
+/// for `QUIET_TICKS` scheduler ticks in a row (each tick runs every task that was woken),
+/// or at most 50 ticks.
+async fn settle(pool: &Pool<FakeManager>, backend: &FakeHandle) {
+    const QUIET_TICKS: u32 = 3;
+    let mut last = fingerprint(pool, backend);
+    let mut quiet = 0;
     for _ in 0..50 {
         tokio::task::yield_now().await;
+        let now = fingerprint(pool, backend);
+        if now == last {
+            quiet += 1;
+            if quiet == QUIET_TICKS {
+                return;
+            }
+        } else {
+            quiet = 0;
+            last = now;
+        }
     }
 }
 
@@ -56,6 +94,10 @@ macro_rules! ensure {
         }
     };
 }
+
+/// The recovery at the end of a run lets up to `RECOVERY_STEPS` x `RECOVERY_STEP` pass.
+const RECOVERY_STEPS: usize = 20;
+const RECOVERY_STEP: Duration = Duration::from_millis(500);
 
 /// The wait timeout the model's pool is built with.
 pub const POOL_WAIT: Duration = Duration::from_millis(700);
@@ -104,6 +146,41 @@ struct Model {
     max: usize,
     closed: bool,
     fatal_scripted: bool,
+}
+
+thread_local! {
+    /// One current-thread runtime with the clock paused, reused by every run on this thread:
+    /// building a runtime costs more than a short run. Time only: without an I/O driver, a
+    /// scheduler tick makes no system call.
+    static RUNTIME: tokio::runtime::Runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .expect("a current-thread runtime");
+}
+
+/// [`run`] on this thread's paused-clock runtime (built once, reused across calls).
+///
+/// # Errors
+/// The first violation found.
+pub fn run_blocking(ops: Vec<Op>) -> Result<(), Violation> {
+    RUNTIME.with(|rt| {
+        rt.block_on(async {
+            run(ops).await?;
+            // The pool is gone: its background tasks exit once they next run.
+            for _ in 0..10 {
+                tokio::task::yield_now().await;
+            }
+            let alive = tokio::runtime::Handle::current()
+                .metrics()
+                .num_alive_tasks();
+            ensure!(
+                alive == 0,
+                "{alive} tasks still alive after the pool was closed and dropped"
+            );
+            Ok(())
+        })
+    })
 }
 
 /// Plays `ops` against a fresh pool and checks the model after every step.
@@ -194,9 +271,9 @@ pub async fn run(ops: Vec<Op>) -> Result<(), Violation> {
             }
             _ => {}
         }
-        settle().await;
+        settle(&pool, &backend).await;
         poll_all(&pool, &mut callers, &mut held, &model)?;
-        settle().await;
+        settle(&pool, &backend).await;
         poll_all(&pool, &mut callers, &mut held, &model)?;
         check(&pool, &backend, &model, callers.len(), held.len())?;
         // Every timer fires on time: nobody is still waiting a millisecond past its deadline.
@@ -218,12 +295,25 @@ pub async fn run(ops: Vec<Op>) -> Result<(), Violation> {
     backend.set_connect_default(Step::Ok);
     backend.set_check_default(Step::Ok);
     held.clear();
-    for _ in 0..100 {
-        tokio::time::advance(ms(100)).await;
-        settle().await;
-        poll_all(&pool, &mut callers, &mut held, &model)?;
-        held.clear();
+    // Time passes in large steps (a backoff is at most 2 s, a connect times out after 1 s);
+    // the recovery ends as soon as every caller is served.
+    for _ in 0..RECOVERY_STEPS {
+        // Serve and return until no caller is served without time passing.
+        loop {
+            settle(&pool, &backend).await;
+            let before = callers.len();
+            poll_all(&pool, &mut callers, &mut held, &model)?;
+            held.clear();
+            if callers.is_empty() || callers.len() == before {
+                break;
+            }
+        }
+        if callers.is_empty() {
+            break;
+        }
+        tokio::time::advance(RECOVERY_STEP).await;
     }
+    settle(&pool, &backend).await;
     ensure!(
         callers.is_empty(),
         "callers never served: {}; {:?}",
