@@ -8,7 +8,14 @@
 //! above the floor close after `max_idle`; every connection retires after `max_lifetime`.
 //! Connections are health-checked on checkout by [`CheckPolicy`], failed transient connects are
 //! retried with capped exponential backoff, fatal ones reach the waiting callers at once, and
-//! every error says what the pool looked like when it happened.
+//! every error says what the pool looked like when it happened. Each housekeeping pass asks
+//! [`Manager::has_broken`] of the idle connections, so connections that died while idle are
+//! replaced before a caller meets them.
+//!
+//! The pool survives the code it calls: a `connect` that panics counts as a failed connect
+//! ([`ConnectError::Panicked`]) and the connector carries on; a panic in `check` or
+//! `has_broken` unwinds through the caller as any panic would, with the connection closed and
+//! nothing left counted as in use; a connection whose `Drop` panics is closed quietly.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
@@ -56,11 +63,11 @@
 //! | `state.rs` | everything under the lock: the idle list, the queue, `size` and `connecting` against the floor and ceiling, the backoff, the statistics and the leak watch; every change is one method (admit a caller, approve and settle a connect, release a connection with an outcome, reap, expire waiters, resize, close), unit-tested without a runtime |
 //! | `waiters.rs` | the FIFO queue on the slab: tickets (a caller going round again keeps its place), each waiter's slot and deadline, deadlines in queue order |
 //! | `slab.rs` | slots reused through a free list: no allocation once warm |
-//! | `shared.rs` | the lock and the signals: lock, call one transition, unlock, then wake, close and log |
+//! | `shared.rs` | the lock and the signals: lock, call one transition, unlock, then wake, close and log; `has_broken` and a closing connection's `Drop` run under `catch_unwind` |
 //! | `acquire.rs` | the `get()` path: fast path, queueing, a caller's own timer, the health check, cancellation |
 //! | `object.rs` | the checkout guard: every way a connection leaves a caller's hands |
-//! | `connector.rs` | the only place connections are opened |
-//! | `housekeeping.rs` | idle shrink, lifetime, leak reports, and the one timer that expires waiters |
+//! | `connector.rs` | the only place connections are opened; a panicking `connect` is a failed connect |
+//! | `housekeeping.rs` | the idle sweep (`has_broken` on idle connections), idle shrink, lifetime, leak reports, and the one timer that expires waiters |
 //! | `rt.rs` | all coupling to Tokio: spawn, the clock, sleeps and timeouts |
 //! | `sync.rs` | the mutex, behind a facade so it can be swapped and measured |
 //! | `config.rs`, `env.rs` | the configuration, its validation, and the environment table |

@@ -69,8 +69,10 @@ pub trait Manager: Send + Sync + 'static {
         conn: &mut Self::Connection,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send;
 
-    /// Cheap and synchronous: is this connection unusable? Called on every return; a broken
-    /// connection is closed instead of going back to the pool.
+    /// Cheap and synchronous: is this connection unusable? Called on every return, at checkout
+    /// of a connection taken from the idle list, and on each idle connection once per
+    /// housekeeping pass (the idle sweep); a broken connection is closed instead of going back
+    /// to the pool or to a caller. Called without the pool's lock held.
     fn has_broken(&self, conn: &mut Self::Connection) -> bool {
         let _ = conn;
         false
