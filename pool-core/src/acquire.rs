@@ -20,7 +20,8 @@
 //! Dropping the `Entry` at any point (cancellation) frees the slot and passes a connection
 //! already handed to it on to the next waiter or the idle list.
 //!
-//! An idle connection is first asked `has_broken` (cheap, synchronous): a connection that died
+//! A connection is checked when the [`CheckPolicy`] says so or the manager doubts it
+//! ([`Manager::needs_check`]). An idle connection is first asked `has_broken` (cheap, synchronous): a connection that died
 //! while idle is discarded without a round trip. The health check runs on an [`Object`] flagged
 //! `checking`: if the caller is cancelled during the check, the guard discards the connection
 //! (its protocol state is unknown) instead of returning it. A failed check discards the
@@ -96,12 +97,14 @@ pub(crate) async fn acquire<M: Manager>(
                 }
             }
         }
-        let check = needs_check(shared.config.check, conn.stamp, now);
+        let by_policy = needs_check(shared.config.check, conn.stamp, now);
         conn.taken = Some(now);
         if shared.config.leak_threshold.is_some() {
             shared.watch(&mut conn, caller, now);
         }
         let mut obj = Object::new(Arc::clone(shared), conn);
+        // Asked with the connection already in its guard: a panic here returns it.
+        let check = by_policy || shared.manager.needs_check(obj.conn_mut());
         let mut end = now;
         if check {
             obj.checking = true;

@@ -78,6 +78,16 @@ pub trait Manager: Send + Sync + 'static {
         false
     }
 
+    /// Cheap and synchronous: does the manager doubt this connection, so that it must pass
+    /// [`check`](Manager::check) before its next use whatever the pool's
+    /// [`CheckPolicy`](crate::CheckPolicy)? Asked at every checkout; defaults to no. (A
+    /// Postgres manager doubts the connections opened before another one saw its backend
+    /// terminated: each is checked once instead of all being closed.)
+    fn needs_check(&self, conn: &mut Self::Connection) -> bool {
+        let _ = conn;
+        false
+    }
+
     /// Classifies a connect error as worth retrying or fatal. Defaults to transient.
     fn classify(&self, err: &Self::Error) -> ErrorClass {
         let _ = err;

@@ -134,3 +134,33 @@ async fn an_idle_connection_broken_while_idle_is_discarded_at_checkout_without_a
     settle().await;
     assert_accounted(&pool, &backend, 0);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_connection_the_manager_doubts_is_checked_once_whatever_the_policy() {
+    let (builder, backend) = fake(2, 2);
+    let pool = builder.check(CheckPolicy::Never).build().unwrap();
+    pool.wait_ready(secs(1)).await.unwrap();
+    drop(pool.get().await.unwrap());
+    assert_eq!(backend.checks(), 0, "the policy asks for none");
+    assert_eq!(backend.doubt_all(), 2);
+    let a = pool.get().await.unwrap();
+    let b = pool.get().await.unwrap();
+    assert_eq!(
+        backend.checks(),
+        2,
+        "each doubted connection checked before its use"
+    );
+    drop((a, b));
+    drop(pool.get().await.unwrap());
+    drop(pool.get().await.unwrap());
+    assert_eq!(backend.checks(), 2, "once passed, no more checks");
+
+    // A doubted connection that fails its check is replaced; the caller never sees it.
+    backend.doubt_all();
+    backend.script_check([Step::Transient]);
+    let conn = pool.get().await.expect("served by the other one");
+    assert_eq!(pool.stats().connections_lost, 1);
+    drop(conn);
+    settle().await;
+    assert_accounted(&pool, &backend, 0);
+}

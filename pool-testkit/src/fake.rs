@@ -60,6 +60,7 @@ struct Script {
 #[derive(Debug, Default)]
 struct Flags {
     broken: AtomicBool,
+    doubted: AtomicBool,
     panic_on_close: AtomicBool,
 }
 
@@ -211,7 +212,9 @@ impl Manager for FakeManager {
                 op: "check",
             });
         }
-        play(step, "check").await
+        play(step, "check").await?;
+        conn.flags.doubted.store(false, Ordering::Relaxed);
+        Ok(())
     }
 
     fn has_broken(&self, conn: &mut FakeConn) -> bool {
@@ -226,6 +229,10 @@ impl Manager for FakeManager {
             );
         }
         conn.flags.broken.load(Ordering::Relaxed)
+    }
+
+    fn needs_check(&self, conn: &mut FakeConn) -> bool {
+        conn.flags.doubted.load(Ordering::Relaxed)
     }
 
     fn classify(&self, err: &FakeError) -> ErrorClass {
@@ -266,6 +273,16 @@ impl FakeHandle {
         let reg = self.backend.registry.lock();
         for flags in reg.values() {
             flags.broken.store(true, Ordering::Relaxed);
+        }
+        reg.len()
+    }
+
+    /// Makes the manager doubt every live connection (`needs_check`): each must pass a check
+    /// before its next use. Returns how many.
+    pub fn doubt_all(&self) -> usize {
+        let reg = self.backend.registry.lock();
+        for flags in reg.values() {
+            flags.doubted.store(true, Ordering::Relaxed);
         }
         reg.len()
     }
