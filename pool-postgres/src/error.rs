@@ -25,6 +25,16 @@ pub enum PgError {
     },
     /// The connection settings cannot be used (named, with the password redacted).
     Config(String),
+    /// No connection could be made to any of the hosts (refused, unreachable, TLS failed,
+    /// or no host matched `target_session_attrs`); tokio-postgres's error for the last one.
+    Connect {
+        /// The hosts tried, `host:port` each; no credentials.
+        targets: String,
+        /// The last host's error.
+        source: tokio_postgres::Error,
+    },
+    /// The password provider failed.
+    PasswordProvider(crate::manager::ProviderError),
 }
 
 impl PgError {
@@ -38,19 +48,63 @@ impl PgError {
 
     /// Transient (retry with backoff) or fatal (fail the callers now)?
     ///
-    /// 53300 (too many connections), 57P03 (cannot connect now), class 08 and refused, reset
-    /// or timed-out connects are transient; class 28 (bad credentials) and 3D000 (unknown
-    /// database) are fatal; a bad configuration is fatal. Anything else is transient.
+    /// 53300 (too many connections), 57P03 (cannot connect now), class 08, refused, reset or
+    /// timed-out connects, a host that fails `target_session_attrs` and a failing password
+    /// provider are transient; class 28 (bad credentials), 3D000 (unknown database), a server
+    /// certificate that fails verification, TLS required without a TLS connector, and a bad
+    /// configuration are fatal. Anything else is transient.
     pub fn class(&self) -> ErrorClass {
         match self {
-            PgError::Io { .. } | PgError::TimedOut { .. } => ErrorClass::Transient,
+            PgError::Io { .. } | PgError::TimedOut { .. } | PgError::PasswordProvider(_) => {
+                ErrorClass::Transient
+            }
             PgError::Config(_) => ErrorClass::Fatal,
+            PgError::Connect { source, .. } if is_tls_refusal(source) => ErrorClass::Fatal,
+            PgError::Connect { .. } => ErrorClass::Transient,
             PgError::Postgres(e) => match e.code() {
                 Some(code) if is_fatal_code(code) => ErrorClass::Fatal,
                 _ => ErrorClass::Transient,
             },
         }
     }
+
+    /// Did the server refuse the credentials (SQLSTATE class 28)?
+    pub fn is_auth_failure(&self) -> bool {
+        self.code().is_some_and(|c| c.code().starts_with("28"))
+    }
+
+    /// A connect error: the server's own error when it sent one (with its SQLSTATE), else the
+    /// failure to reach any of `targets`.
+    pub(crate) fn connect(targets: String, e: tokio_postgres::Error) -> PgError {
+        if e.code().is_some() {
+            PgError::Postgres(e)
+        } else {
+            PgError::Connect { targets, source: e }
+        }
+    }
+}
+
+/// Is this a TLS failure that retrying cannot fix: the server's certificate refused, or TLS
+/// required with no TLS connector?
+fn is_tls_refusal(e: &tokio_postgres::Error) -> bool {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = next {
+        if err.is::<tokio_postgres::tls::NoTlsError>() {
+            return true;
+        }
+        #[cfg(feature = "rustls")]
+        if let Some(rustls::Error::InvalidCertificate(_)) = err.downcast_ref::<rustls::Error>() {
+            return true;
+        }
+        // io::Error hides the error it wraps from `source()`.
+        next = match err.downcast_ref::<io::Error>() {
+            Some(io) => io
+                .get_ref()
+                .map(|inner| inner as &(dyn std::error::Error + 'static)),
+            None => err.source(),
+        };
+    }
+    false
 }
 
 fn is_fatal_code(code: &SqlState) -> bool {
@@ -80,6 +134,21 @@ impl fmt::Display for PgError {
             },
             PgError::TimedOut { what } => write!(f, "{what} timed out"),
             PgError::Config(msg) => write!(f, "invalid Postgres connection settings: {msg}"),
+            PgError::Connect { targets, source } => {
+                write!(f, "could not connect to {targets}: {source}")?;
+                let mut next = std::error::Error::source(source);
+                while let Some(e) = next {
+                    write!(f, ": {e}")?;
+                    next = match e.downcast_ref::<io::Error>() {
+                        Some(io) => io
+                            .get_ref()
+                            .map(|i| i as &(dyn std::error::Error + 'static)),
+                        None => e.source(),
+                    };
+                }
+                Ok(())
+            }
+            PgError::PasswordProvider(e) => write!(f, "the password provider failed: {e}"),
         }
     }
 }
@@ -88,7 +157,8 @@ impl std::error::Error for PgError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             PgError::Io { source, .. } => Some(source),
-            PgError::Postgres(e) => Some(e),
+            PgError::Postgres(e) | PgError::Connect { source: e, .. } => Some(e),
+            PgError::PasswordProvider(e) => Some(&**e),
             _ => None,
         }
     }

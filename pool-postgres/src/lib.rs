@@ -22,18 +22,22 @@
 //! appear in `Debug`, `Display`, errors or log events.
 
 mod error;
+mod keepalive;
 mod manager;
 mod preset;
 mod redact;
-mod socket;
+mod ssl;
+#[cfg(feature = "rustls")]
+mod tls;
 
 pub use error::PgError;
-pub use manager::{PgConnection, PgManager, PgTls};
+pub use keepalive::Keepalives;
+pub use manager::{PgConnection, PgManager, PgTls, ProviderError};
 pub use preset::{
     checkpointer, checkpointer_config, checkpointer_with_prefix, CHECKPOINTER_ENV_PREFIX,
 };
 pub use redact::redact;
-pub use socket::{Keepalives, PgStream, SocketOptions};
+pub use ssl::SslMode;
 pub use tokio_postgres;
 #[cfg(feature = "rustls")]
 pub use {rustls, tokio_postgres_rustls};

@@ -1,46 +1,101 @@
 //! `PgManager`: opens, checks and judges tokio-postgres connections for the pool.
 
 use std::fmt;
-use std::net::{IpAddr, SocketAddr};
+use std::future::Future;
 use std::ops::{Deref, DerefMut};
+use std::pin::Pin;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pool_core::{ErrorClass, Manager};
 use tokio::sync::oneshot;
-use tokio_postgres::config::Host;
+use tokio_postgres::config::{Host, TargetSessionAttrs};
+use tokio_postgres::error::SqlState;
 use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::{Client, NoTls, Row, SimpleQueryMessage, Socket, Statement, ToStatement};
 
 use crate::error::{server_went_away, PgError};
+use crate::keepalive::Keepalives;
 use crate::redact::redact;
-use crate::socket::{self, Keepalives, PgStream, SocketOptions};
+use crate::ssl::{split_ssl, SslMode, SslSettings};
 
 /// How long a closed connection's background task may take to say goodbye to the server.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
+/// The error a password provider may return.
+pub type ProviderError = Box<dyn std::error::Error + Send + Sync>;
+
+type PasswordFuture = Pin<Box<dyn Future<Output = Result<String, ProviderError>> + Send>>;
+type PasswordProvider = Arc<dyn Fn() -> PasswordFuture + Send + Sync>;
+
 /// A [`Manager`] for tokio-postgres connections.
 ///
-/// It opens its own sockets so TCP keepalives (on by default: idle 60 s, interval 10 s, 6
-/// probes) and `TCP_USER_TIMEOUT` are set before the startup handshake; settings given
-/// explicitly in the connection string win over these defaults. The health check is an empty
-/// simple query; a connection is broken when its client is closed, or when it was opened
-/// before a pooled connection saw the server go away (57P01, 57P02, class 08), so a server
-/// restart retires every older connection at once instead of one failed checkout at a time.
+/// Connections are opened by [`tokio_postgres::Config::connect`], so everything the connection
+/// string says applies: several hosts tried in order (or shuffled with
+/// `load_balance_hosts=random`), `target_session_attrs` (`read-write` skips standbys and
+/// read-only servers), `connect_timeout` per host, and a [`CancelToken`](tokio_postgres::CancelToken)
+/// that works on pooled connections. TCP keepalives (idle 60 s, interval 10 s, 6 probes) are on
+/// by default; settings given in the connection string win over these defaults.
+///
+/// **Health.** The check is an empty simple query. A connection is broken when its client is
+/// closed, or when it saw SQLSTATE 25006 (read-only transaction) while the pool asks for
+/// `read-write`: that server was demoted, so it and every connection to the same server opened
+/// before it are closed. When a connection's backend goes away (57P01, 57P02, class 08), the
+/// connections opened before are doubted, not closed: each is checked once before its next use
+/// ([`Manager::needs_check`]).
+///
+/// **Credentials.** [`PgManager::password_provider`] is called before every connect (cloud IAM
+/// tokens, rotated secrets); with one, an authentication failure (class 28) asks it once more
+/// and retries before it counts as fatal.
 ///
 /// `T` is the TLS connector: [`NoTls`] by default; with the `rustls` feature, see
-/// [`PgManager::with_tls`].
+/// [`PgManager::rustls`] (verification as `sslmode` says) and [`PgManager::with_rustls`].
 pub struct PgManager<T = NoTls> {
     config: tokio_postgres::Config,
     tls: T,
+    ssl: SslSettings,
     keepalives: Option<Keepalives>,
     tcp_user_timeout: Option<Duration>,
     connect_timeout: Option<Duration>,
-    /// Bumped when a pooled connection sees the server go away; connections opened in an
-    /// older generation are retired.
-    generation: Arc<AtomicU64>,
+    password: Option<PasswordProvider>,
+    health: Arc<Health>,
+}
+
+/// What the manager's connections tell each other.
+#[derive(Debug, Default)]
+struct Health {
+    /// Bumped when a pooled connection sees its backend go away: connections checked in an
+    /// older epoch are doubted.
+    suspect_epoch: AtomicU64,
+    /// Opening order of connections.
+    next_seq: AtomicU64,
+    /// Demoted servers: the newest connection known to have been on the server when it was
+    /// found read-only; it and every older connection to that server are broken.
+    demoted: Mutex<Vec<(Arc<str>, u64)>>,
+    demotions: AtomicU64,
+    auth_retries: AtomicU64,
+}
+
+impl Health {
+    fn demote(&self, server: &Arc<str>, seq: u64) {
+        let mut d = self.demoted.lock().unwrap_or_else(|e| e.into_inner());
+        match d.iter_mut().find(|(s, _)| s == server) {
+            Some((_, newest)) => *newest = (*newest).max(seq),
+            None => d.push((Arc::clone(server), seq)),
+        }
+        self.demotions.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn is_demoted(&self, server: &Arc<str>, seq: u64) -> bool {
+        if self.demotions.load(Ordering::Acquire) == 0 {
+            return false;
+        }
+        let d = self.demoted.lock().unwrap_or_else(|e| e.into_inner());
+        d.iter().any(|(s, newest)| s == server && seq <= *newest)
+    }
 }
 
 impl<T> fmt::Debug for PgManager<T> {
@@ -53,6 +108,13 @@ impl<T> fmt::Debug for PgManager<T> {
             .field("ports", &self.config.get_ports())
             .field("application_name", &self.config.get_application_name())
             .field("password", &self.config.get_password().map(|_| "***"))
+            .field("password_provider", &self.password.as_ref().map(|_| "..."))
+            .field(
+                "target_session_attrs",
+                &self.config.get_target_session_attrs(),
+            )
+            .field("load_balance_hosts", &self.config.get_load_balance_hosts())
+            .field("sslmode", &self.ssl.mode)
             .field("keepalives", &self.keepalives)
             .field("tcp_user_timeout", &self.tcp_user_timeout)
             .field("connect_timeout", &self.connect_timeout)
@@ -83,16 +145,20 @@ fn explicit_params(conn: &str) -> Vec<String> {
 
 impl PgManager<NoTls> {
     /// A manager for a connection string: a URL (`postgres://user:pw@host:5432/db?...`) or
-    /// libpq key/value pairs (`host=... user=...`).
+    /// libpq key/value pairs (`host=... user=...`). Besides what tokio-postgres parses,
+    /// `sslmode=verify-ca`, `sslmode=verify-full` and `sslrootcert` are understood (they take
+    /// effect with [`PgManager::rustls`]).
     ///
     /// # Errors
     /// [`PgError::Config`] naming what is wrong, with any password redacted.
     pub fn from_url(conn: &str) -> Result<Self, PgError> {
-        let config = tokio_postgres::Config::from_str(conn)
+        let (for_tokio, ssl) = split_ssl(conn)?;
+        let config = tokio_postgres::Config::from_str(&for_tokio)
             .map_err(|e| PgError::Config(format!("{e} (in {:?})", redact(conn))))?;
         let explicit = explicit_params(conn);
         let has = |k: &str| explicit.iter().any(|p| p == k);
         let mut manager = PgManager::build(config.clone(), NoTls)?;
+        manager.ssl = ssl;
         let mut k = Keepalives::default();
         if has("keepalives_idle") {
             k.idle = config.get_keepalives_idle();
@@ -117,9 +183,14 @@ impl PgManager<NoTls> {
     /// tokio-postgres's own defaults count as explicit and win over the adapter's defaults.
     ///
     /// # Errors
-    /// [`PgError::Config`] when the config names no host.
+    /// [`PgError::Config`] when the config names no host or no user.
     pub fn new(config: tokio_postgres::Config) -> Result<Self, PgError> {
         let mut manager = PgManager::build(config.clone(), NoTls)?;
+        manager.ssl.mode = match config.get_ssl_mode() {
+            tokio_postgres::config::SslMode::Disable => SslMode::Disable,
+            tokio_postgres::config::SslMode::Require => SslMode::Require,
+            _ => SslMode::Prefer,
+        };
         let mut k = Keepalives::default();
         if config.get_keepalives_idle() != Duration::from_secs(2 * 60 * 60) {
             k.idle = config.get_keepalives_idle();
@@ -134,19 +205,6 @@ impl PgManager<NoTls> {
         manager.tcp_user_timeout = config.get_tcp_user_timeout().copied();
         manager.connect_timeout = config.get_connect_timeout().copied();
         Ok(manager)
-    }
-}
-
-#[cfg(feature = "rustls")]
-impl<T> PgManager<T> {
-    /// TLS through rustls with this client configuration (roots, client certificates). The
-    /// connection string's `sslmode` decides whether TLS is used (`prefer` by default,
-    /// `require` to insist).
-    pub fn with_rustls(
-        self,
-        config: rustls::ClientConfig,
-    ) -> PgManager<tokio_postgres_rustls::MakeRustlsConnect> {
-        self.with_tls(tokio_postgres_rustls::MakeRustlsConnect::new(config))
     }
 }
 
@@ -165,23 +223,47 @@ impl<T> PgManager<T> {
         Ok(PgManager {
             config,
             tls,
+            ssl: SslSettings::default(),
             keepalives: Some(Keepalives::default()),
             tcp_user_timeout: None,
             connect_timeout: None,
-            generation: Arc::new(AtomicU64::new(0)),
+            password: None,
+            health: Arc::new(Health::default()),
         })
     }
 
-    /// Uses another TLS connector (for example `tokio_postgres_rustls::MakeRustlsConnect`).
+    /// Uses another TLS connector. It decides what is verified; the connection string's
+    /// `sslmode` still decides whether TLS is used (`disable`, `prefer`, `require`; the
+    /// verifying modes count as `require`).
     pub fn with_tls<U>(self, tls: U) -> PgManager<U> {
         PgManager {
             config: self.config,
             tls,
+            ssl: self.ssl,
             keepalives: self.keepalives,
             tcp_user_timeout: self.tcp_user_timeout,
             connect_timeout: self.connect_timeout,
-            generation: self.generation,
+            password: self.password,
+            health: self.health,
         }
+    }
+
+    /// Calls `provider` for the password before every connect (a cloud IAM token, a secret
+    /// that rotates), instead of using the one in the connection string. When a connect fails
+    /// authentication (SQLSTATE class 28), the provider is asked once more and the connect
+    /// retried before the error counts as fatal. A provider error fails that connect as a
+    /// transient error (retried with backoff).
+    pub fn password_provider<F, Fut, E>(mut self, provider: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<String, E>> + Send + 'static,
+        E: Into<ProviderError>,
+    {
+        self.password = Some(Arc::new(move || {
+            let fut = provider();
+            Box::pin(async move { fut.await.map_err(Into::into) })
+        }));
+        self
     }
 
     /// Sets (or with `None`, turns off) TCP keepalives.
@@ -197,7 +279,7 @@ impl<T> PgManager<T> {
         self
     }
 
-    /// Bounds one connect (socket and startup handshake), per host tried.
+    /// Bounds the socket connect to each host tried.
     pub fn connect_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.connect_timeout = timeout;
         self
@@ -218,34 +300,215 @@ impl<T> PgManager<T> {
         self.connect_timeout
     }
 
-    /// The tokio-postgres configuration (its `Debug` hides the password).
+    /// The `sslmode` the connection string asked for.
+    pub fn ssl_mode(&self) -> SslMode {
+        self.ssl.mode
+    }
+
+    /// The tokio-postgres configuration as given (its `Debug` hides the password). Connects
+    /// use a copy with the keepalive and timeout settings above applied.
     pub fn config(&self) -> &tokio_postgres::Config {
         &self.config
     }
 
-    /// How many times a pooled connection has seen the server go away.
+    /// How many times a pooled connection has seen its backend go away (57P01, 57P02, class
+    /// 08); each time, the connections opened before are doubted and checked once.
     pub fn server_restarts_seen(&self) -> u64 {
-        self.generation.load(Ordering::Relaxed)
+        self.health.suspect_epoch.load(Ordering::Relaxed)
+    }
+
+    /// How many times a connection saw SQLSTATE 25006 under `target_session_attrs=read-write`
+    /// (its server had been demoted).
+    pub fn demotions_seen(&self) -> u64 {
+        self.health.demotions.load(Ordering::Relaxed)
+    }
+
+    /// How many connects failed authentication and were retried with a fresh password from
+    /// the provider.
+    pub fn auth_retries(&self) -> u64 {
+        self.health.auth_retries.load(Ordering::Relaxed)
+    }
+
+    /// The configuration a connect uses: the adapter's keepalive and timeout settings applied.
+    fn connect_config(&self) -> tokio_postgres::Config {
+        let mut c = self.config.clone();
+        match self.keepalives {
+            Some(k) => {
+                c.keepalives(true)
+                    .keepalives_idle(k.idle)
+                    .keepalives_interval(k.interval)
+                    .keepalives_retries(k.retries);
+            }
+            None => {
+                c.keepalives(false);
+            }
+        }
+        if let Some(t) = self.tcp_user_timeout {
+            c.tcp_user_timeout(t);
+        }
+        if let Some(t) = self.connect_timeout {
+            c.connect_timeout(t);
+        }
+        c
+    }
+
+    /// Where the connection string points, for error messages: `host:port` for each host.
+    fn targets(&self) -> String {
+        let ports = self.config.get_ports();
+        let port = |i: usize| ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+        let hosts = self.config.get_hosts();
+        let addrs = self.config.get_hostaddrs();
+        (0..hosts.len().max(addrs.len()))
+            .map(|i| {
+                let host = match (hosts.get(i), addrs.get(i)) {
+                    (Some(Host::Tcp(h)), _) => h.clone(),
+                    (Some(Host::Unix(p)), _) => p.display().to_string(),
+                    (None, Some(a)) => a.to_string(),
+                    (None, None) => String::new(),
+                };
+                format!("{host}:{}", port(i))
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+#[cfg(feature = "rustls")]
+impl<T> PgManager<T> {
+    /// TLS through rustls, verifying as the connection string's `sslmode` says: `verify-full`
+    /// checks the certificate chain against `sslrootcert` and the host name; `verify-ca` the
+    /// chain only; `require` and `prefer` encrypt without verifying (as libpq does);
+    /// `disable` uses no TLS.
+    ///
+    /// # Errors
+    /// [`PgError::Config`] when a verifying mode has no `sslrootcert`, or it cannot be read.
+    pub fn rustls(self) -> Result<PgManager<tokio_postgres_rustls::MakeRustlsConnect>, PgError> {
+        let config = crate::tls::client_config(&self.ssl)?;
+        Ok(self.with_tls(tokio_postgres_rustls::MakeRustlsConnect::new(config)))
+    }
+
+    /// TLS through rustls with this client configuration (roots, client certificates): it
+    /// decides what is verified. The connection string's `sslmode` decides whether TLS is
+    /// used.
+    pub fn with_rustls(
+        self,
+        config: rustls::ClientConfig,
+    ) -> PgManager<tokio_postgres_rustls::MakeRustlsConnect> {
+        self.with_tls(tokio_postgres_rustls::MakeRustlsConnect::new(config))
     }
 }
 
 /// A pooled Postgres connection: derefs to [`tokio_postgres::Client`].
 ///
+/// The statement methods below (`query`, `query_one`, `query_opt`, `query_typed`, `execute`,
+/// `simple_query`, `batch_execute`, `prepare`) are the client's, watched: a 25006 (read-only
+/// transaction) under `target_session_attrs=read-write` marks this connection and the older
+/// ones to the same server broken. Everything else is reached through `Deref` to the client.
+///
 /// Dropping it closes the client; its background connection task then says goodbye to the
 /// server and ends (given at most five seconds).
 pub struct PgConnection {
     client: Client,
-    generation: u64,
-    socket: Option<SocketOptions>,
+    /// Opening order.
+    seq: u64,
+    /// The server it is on (`inet_server_addr:port` when the connection string lists several
+    /// hosts).
+    server: Arc<str>,
+    /// The suspect epoch it last passed a check in (or was opened in).
+    checked_epoch: u64,
+    broken: AtomicBool,
+    read_write: bool,
+    health: Arc<Health>,
     /// Dropped after `client`: tells the connection task to wind down.
     _closing: oneshot::Sender<()>,
 }
 
 impl PgConnection {
-    /// The socket options read back from the kernel when the connection was opened (`None`
-    /// for a Unix-domain socket).
-    pub fn socket_options(&self) -> Option<&SocketOptions> {
-        self.socket.as_ref()
+    /// The server this connection is on: `address:port` as the server reports it when the
+    /// connection string lists several hosts, else empty.
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+
+    fn observe<R>(
+        &self,
+        result: Result<R, tokio_postgres::Error>,
+    ) -> Result<R, tokio_postgres::Error> {
+        if let Err(e) = &result {
+            if self.read_write && e.code() == Some(&SqlState::READ_ONLY_SQL_TRANSACTION) {
+                self.broken.store(true, Ordering::Release);
+                self.health.demote(&self.server, self.seq);
+                tracing::warn!(
+                    target: "pool_postgres",
+                    server = %self.server,
+                    "25006 on a read-write pool: the server was demoted; closing its connections"
+                );
+            }
+        }
+        result
+    }
+
+    /// [`Client::query`], watched.
+    pub async fn query<S: ?Sized + ToStatement>(
+        &self,
+        statement: &S,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, tokio_postgres::Error> {
+        self.observe(self.client.query(statement, params).await)
+    }
+
+    /// [`Client::query_one`], watched.
+    pub async fn query_one<S: ?Sized + ToStatement>(
+        &self,
+        statement: &S,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Row, tokio_postgres::Error> {
+        self.observe(self.client.query_one(statement, params).await)
+    }
+
+    /// [`Client::query_opt`], watched.
+    pub async fn query_opt<S: ?Sized + ToStatement>(
+        &self,
+        statement: &S,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Row>, tokio_postgres::Error> {
+        self.observe(self.client.query_opt(statement, params).await)
+    }
+
+    /// [`Client::query_typed`], watched.
+    pub async fn query_typed(
+        &self,
+        statement: &str,
+        params: &[(&(dyn ToSql + Sync), Type)],
+    ) -> Result<Vec<Row>, tokio_postgres::Error> {
+        self.observe(self.client.query_typed(statement, params).await)
+    }
+
+    /// [`Client::execute`], watched.
+    pub async fn execute<S: ?Sized + ToStatement>(
+        &self,
+        statement: &S,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, tokio_postgres::Error> {
+        self.observe(self.client.execute(statement, params).await)
+    }
+
+    /// [`Client::simple_query`], watched.
+    pub async fn simple_query(
+        &self,
+        query: &str,
+    ) -> Result<Vec<SimpleQueryMessage>, tokio_postgres::Error> {
+        self.observe(self.client.simple_query(query).await)
+    }
+
+    /// [`Client::batch_execute`], watched.
+    pub async fn batch_execute(&self, query: &str) -> Result<(), tokio_postgres::Error> {
+        self.observe(self.client.batch_execute(query).await)
+    }
+
+    /// [`Client::prepare`], watched.
+    pub async fn prepare(&self, query: &str) -> Result<Statement, tokio_postgres::Error> {
+        self.observe(self.client.prepare(query).await)
     }
 }
 
@@ -253,7 +516,8 @@ impl fmt::Debug for PgConnection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PgConnection")
             .field("closed", &self.client.is_closed())
-            .field("socket", &self.socket)
+            .field("server", &self.server)
+            .field("seq", &self.seq)
             .finish()
     }
 }
@@ -276,9 +540,9 @@ impl DerefMut for PgConnection {
 /// handshakes and errors can cross threads.
 pub trait PgTls:
     MakeTlsConnect<
-        PgStream,
+        Socket,
         Stream: Send + 'static,
-        TlsConnect: Send + TlsConnect<PgStream, Future: Send>,
+        TlsConnect: Send + TlsConnect<Socket, Future: Send>,
         Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     > + Clone
     + Send
@@ -289,9 +553,9 @@ pub trait PgTls:
 
 impl<T> PgTls for T where
     T: MakeTlsConnect<
-            PgStream,
+            Socket,
             Stream: Send + 'static,
-            TlsConnect: Send + TlsConnect<PgStream, Future: Send>,
+            TlsConnect: Send + TlsConnect<Socket, Future: Send>,
             Error: Into<Box<dyn std::error::Error + Send + Sync>>,
         > + Clone
         + Send
@@ -300,119 +564,27 @@ impl<T> PgTls for T where
 {
 }
 
-enum Target {
-    Tcp {
-        host: String,
-        addr: Option<IpAddr>,
-        port: u16,
-    },
-    Unix {
-        dir: std::path::PathBuf,
-        port: u16,
-    },
-}
-
 impl<T: PgTls> PgManager<T> {
-    fn targets(&self) -> Vec<Target> {
-        let ports = self.config.get_ports();
-        let port = |i: usize| ports.get(i).or(ports.first()).copied().unwrap_or(5432);
-        let hosts = self.config.get_hosts();
-        let addrs = self.config.get_hostaddrs();
-        let n = hosts.len().max(addrs.len());
-        (0..n)
-            .map(|i| match hosts.get(i) {
-                Some(Host::Unix(dir)) => Target::Unix {
-                    dir: dir.clone(),
-                    port: port(i),
-                },
-                Some(Host::Tcp(h)) => Target::Tcp {
-                    host: h.clone(),
-                    addr: addrs.get(i).copied(),
-                    port: port(i),
-                },
-                None => {
-                    let a = addrs[i];
-                    Target::Tcp {
-                        host: a.to_string(),
-                        addr: Some(a),
-                        port: port(i),
-                    }
-                }
-            })
-            .collect()
-    }
-
-    async fn connect_to(&self, target: &Target) -> Result<PgConnection, PgError> {
-        let (stream, socket, host) = match target {
-            Target::Unix { dir, port } => {
-                let stream =
-                    socket::connect_unix(dir, *port)
-                        .await
-                        .map_err(|source| PgError::Io {
-                            target: format!("{}/.s.PGSQL.{port}", dir.display()),
-                            source,
-                        })?;
-                (stream, None, "localhost".to_string())
-            }
-            Target::Tcp { host, addr, port } => {
-                let addrs: Vec<SocketAddr> = match addr {
-                    Some(ip) => vec![SocketAddr::new(*ip, *port)],
-                    None => tokio::net::lookup_host((host.as_str(), *port))
-                        .await
-                        .map_err(|source| PgError::Io {
-                            target: format!("{host}:{port}"),
-                            source,
-                        })?
-                        .collect(),
-                };
-                let mut last = None;
-                let mut connected = None;
-                for a in addrs {
-                    match socket::connect_tcp(a, self.keepalives, self.tcp_user_timeout).await {
-                        Ok(s) => {
-                            connected = Some(s);
-                            break;
-                        }
-                        Err(source) => {
-                            last = Some(PgError::Io {
-                                target: format!("{host}:{port} ({a})"),
-                                source,
-                            })
-                        }
-                    }
-                }
-                let (stream, opts) = match connected {
-                    Some(s) => s,
-                    None => {
-                        return Err(last.unwrap_or_else(|| PgError::Io {
-                            target: format!("{host}:{port}"),
-                            source: std::io::Error::new(
-                                std::io::ErrorKind::NotFound,
-                                "no addresses found",
-                            ),
-                        }))
-                    }
-                };
-                (stream, Some(opts), host.clone())
-            }
-        };
-        let tls = self
-            .tls
-            .clone()
-            .make_tls_connect(&host)
-            .map_err(|e| PgError::Config(format!("TLS setup for {host}: {}", e.into())))?;
-        let (client, connection) = self.config.connect_raw(stream, tls).await?;
+    /// One connect with this configuration: tokio-postgres tries the hosts, checks the session
+    /// attributes, and the connection task is spawned.
+    async fn connect_with(&self, config: &tokio_postgres::Config) -> Result<PgConnection, PgError> {
+        let (client, connection) = config
+            .connect(self.tls.clone())
+            .await
+            .map_err(|e| PgError::connect(self.targets(), e))?;
         let (closing, closed) = oneshot::channel::<()>();
-        let generation = Arc::clone(&self.generation);
-        let born = generation.load(Ordering::Acquire);
+        let health = Arc::clone(&self.health);
+        let born = health.suspect_epoch.load(Ordering::Acquire);
+        let seq = health.next_seq.fetch_add(1, Ordering::AcqRel);
+        let task_health = Arc::clone(&health);
         tokio::spawn(async move {
             tokio::pin!(connection);
             tokio::select! {
                 result = &mut connection => {
                     if let Err(e) = result {
                         if server_went_away(&e) {
-                            generation.fetch_add(1, Ordering::AcqRel);
-                            tracing::warn!(target: "pool_postgres", error = %PgError::from(e), "the server went away; retiring every connection opened before now");
+                            task_health.suspect_epoch.fetch_add(1, Ordering::AcqRel);
+                            tracing::warn!(target: "pool_postgres", error = %PgError::from(e), "a backend went away; the connections opened before are checked before their next use");
                         } else {
                             tracing::debug!(target: "pool_postgres", error = %PgError::from(e), "connection ended with an error");
                         }
@@ -423,13 +595,47 @@ impl<T: PgTls> PgManager<T> {
                 }
             }
         });
+        let server: Arc<str> = if self
+            .config
+            .get_hosts()
+            .len()
+            .max(self.config.get_hostaddrs().len())
+            > 1
+        {
+            server_of(&client).await?.into()
+        } else {
+            Arc::from("")
+        };
         Ok(PgConnection {
             client,
-            generation: born,
-            socket,
+            seq,
+            server,
+            checked_epoch: born,
+            broken: AtomicBool::new(false),
+            read_write: config.get_target_session_attrs() == TargetSessionAttrs::ReadWrite,
+            health,
             _closing: closing,
         })
     }
+}
+
+/// The server a connection is on, as it reports itself (several hosts in the string).
+async fn server_of(client: &Client) -> Result<String, PgError> {
+    let rows = client
+        .simple_query("SELECT inet_server_addr()::text, inet_server_port()::text")
+        .await?;
+    let row = rows.iter().find_map(|m| match m {
+        SimpleQueryMessage::Row(r) => Some(r),
+        _ => None,
+    });
+    Ok(match row {
+        Some(r) => format!(
+            "{}:{}",
+            r.get(0).unwrap_or("local"),
+            r.get(1).unwrap_or("?")
+        ),
+        None => String::new(),
+    })
 }
 
 impl<T: PgTls> Manager for PgManager<T> {
@@ -437,35 +643,37 @@ impl<T: PgTls> Manager for PgManager<T> {
     type Error = PgError;
 
     async fn connect(&self) -> Result<PgConnection, PgError> {
-        let mut last = None;
-        for target in self.targets() {
-            let attempt = self.connect_to(&target);
-            let result = match self.connect_timeout {
-                Some(t) => tokio::time::timeout(t, attempt)
-                    .await
-                    .unwrap_or(Err(PgError::TimedOut { what: "connect" })),
-                None => attempt.await,
-            };
-            match result {
-                Ok(conn) => return Ok(conn),
-                // Bad credentials or an unknown database will not differ on the next host.
-                Err(e) if e.class() == ErrorClass::Fatal => return Err(e),
-                Err(e) => last = Some(e),
+        let mut config = self.connect_config();
+        let Some(provider) = &self.password else {
+            return self.connect_with(&config).await;
+        };
+        config.password(provider().await.map_err(PgError::PasswordProvider)?);
+        match self.connect_with(&config).await {
+            Err(e) if e.is_auth_failure() => {
+                self.health.auth_retries.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(target: "pool_postgres", error = %e, "authentication failed; asking the password provider again");
+                config.password(provider().await.map_err(PgError::PasswordProvider)?);
+                self.connect_with(&config).await
             }
+            other => other,
         }
-        Err(last.unwrap_or_else(|| PgError::Config("no host to connect to".into())))
     }
 
     async fn check(&self, conn: &mut PgConnection) -> Result<(), PgError> {
-        conn.client
-            .simple_query("")
-            .await
-            .map(drop)
-            .map_err(PgError::from)
+        let epoch = self.health.suspect_epoch.load(Ordering::Acquire);
+        conn.client.simple_query("").await.map_err(PgError::from)?;
+        conn.checked_epoch = epoch;
+        Ok(())
     }
 
     fn has_broken(&self, conn: &mut PgConnection) -> bool {
-        conn.client.is_closed() || conn.generation < self.generation.load(Ordering::Acquire)
+        conn.client.is_closed()
+            || conn.broken.load(Ordering::Acquire)
+            || self.health.is_demoted(&conn.server, conn.seq)
+    }
+
+    fn needs_check(&self, conn: &mut PgConnection) -> bool {
+        conn.checked_epoch < self.health.suspect_epoch.load(Ordering::Acquire)
     }
 
     fn classify(&self, err: &PgError) -> ErrorClass {

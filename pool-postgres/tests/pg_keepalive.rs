@@ -1,54 +1,17 @@
-//! TCP keepalives are really on the pool's sockets: read back from the kernel with
-//! getsockopt, and seen by `ss` as a keepalive timer.
+//! TCP keepalives are really on the pool's sockets: `ss` shows a keepalive timer on the client
+//! ports `pg_stat_activity` reports for the pool's backends, and a URL's own settings win.
 mod common;
 
 use std::time::Duration;
 
 use pool_core::Pool;
 use pool_postgres::{Keepalives, PgManager};
+use tokio_postgres::Client;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pool_sockets_carry_the_keepalive_settings() {
-    let url = require_server!();
-    let admin = common::admin(&url).await;
-    let app = common::unique("keepalive");
-    let manager = PgManager::from_url(&common::with_app(&url, &app, None))
-        .unwrap()
-        .tcp_user_timeout(Some(Duration::from_secs(30)));
-    assert_eq!(manager.keepalive_settings(), Some(Keepalives::default()));
-    let pool = Pool::builder(manager)
-        .min_size(3)
-        .max_size(3)
-        .build()
-        .unwrap();
-    pool.wait_ready(Duration::from_secs(10)).await.unwrap();
+use pool_postgres::tokio_postgres;
 
-    let mut ports = Vec::new();
-    let held: Vec<_> = {
-        let mut v = Vec::new();
-        for _ in 0..3 {
-            v.push(pool.get().await.unwrap());
-        }
-        v
-    };
-    for conn in &held {
-        let opts = conn.socket_options().expect("a TCP connection");
-        assert!(opts.keepalive, "SO_KEEPALIVE is on");
-        assert_eq!(opts.keepalive_idle, Duration::from_secs(60), "TCP_KEEPIDLE");
-        assert_eq!(
-            opts.keepalive_interval,
-            Duration::from_secs(10),
-            "TCP_KEEPINTVL"
-        );
-        assert_eq!(opts.keepalive_retries, 6, "TCP_KEEPCNT");
-        assert_eq!(
-            opts.user_timeout,
-            Some(Duration::from_secs(30)),
-            "TCP_USER_TIMEOUT"
-        );
-        ports.push(opts.local_addr.port());
-    }
-    // The server sees the same client ports.
+/// The client ports of the backends with this application name.
+async fn client_ports(admin: &Client, app: &str) -> Vec<u16> {
     let rows = admin
         .query(
             "SELECT client_port FROM pg_stat_activity WHERE application_name = $1",
@@ -56,65 +19,101 @@ async fn pool_sockets_carry_the_keepalive_settings() {
         )
         .await
         .unwrap();
-    let mut server_ports: Vec<u16> = rows.iter().map(|r| r.get::<_, i32>(0) as u16).collect();
-    server_ports.sort();
-    ports.sort();
-    assert_eq!(server_ports, ports);
+    rows.iter().map(|r| r.get::<_, i32>(0) as u16).collect()
+}
 
-    // And the operating system shows a keepalive timer (at most 60 s, not Linux's 2 h default)
-    // on each of those sockets.
+/// The keepalive timer `ss` shows on the established socket with this local port, in
+/// seconds (`None`: no keepalive timer).
+fn keepalive_timer(port: u16) -> Option<f64> {
     let out = std::process::Command::new("ss")
         .args(["-tnoe", "state", "established"])
-        .output();
-    let out = match out {
-        Ok(o) => String::from_utf8_lossy(&o.stdout).into_owned(),
-        Err(e) => panic!("`ss` (iproute2) is needed to show the sockets' keepalive timers: {e}"),
+        .output()
+        .unwrap_or_else(|e| panic!("`ss` (iproute2) is needed to see the sockets' timers: {e}"));
+    let out = String::from_utf8_lossy(&out.stdout).into_owned();
+    let line = out
+        .lines()
+        .find(|l| {
+            l.split_whitespace()
+                .nth(2)
+                .is_some_and(|local| local.ends_with(&format!(":{port}")))
+        })
+        .unwrap_or_else(|| panic!("no socket with local port {port} in ss output:\n{out}"));
+    let timer = line.split("timer:(keepalive,").nth(1)?;
+    let t = timer.split(',').next().unwrap_or("");
+    let secs = if let Some(ms) = t.strip_suffix("ms") {
+        ms.parse::<f64>().ok().map(|v| v / 1000.0)
+    } else if let Some((m, s)) = t.split_once("min") {
+        let s = s.trim_end_matches("sec");
+        Some(m.parse::<f64>().ok()? * 60.0 + s.parse::<f64>().unwrap_or(0.0))
+    } else {
+        t.trim_end_matches("sec").parse().ok()
     };
-    for port in &ports {
-        let line = out
-            .lines()
-            .find(|l| {
-                l.split_whitespace()
-                    .nth(2)
-                    .is_some_and(|local| local.ends_with(&format!(":{port}")))
-            })
-            .unwrap_or_else(|| panic!("no socket with local port {port} in ss output:\n{out}"));
-        let timer = line
-            .split("timer:(keepalive,")
-            .nth(1)
-            .unwrap_or_else(|| panic!("no keepalive timer on port {port}: {line}"));
-        let secs: f64 = timer
-            .split(',')
-            .next()
-            .and_then(|t| {
-                let t = t.trim_end_matches("sec").trim_end_matches("ms");
-                t.parse().ok()
-            })
-            .unwrap_or_else(|| panic!("unparsable timer: {line}"));
-        assert!(
-            secs <= 60.0,
-            "keepalive timer {secs} s on port {port}: {line}"
-        );
-    }
-    drop(held);
+    Some(secs.unwrap_or_else(|| panic!("unparsable timer: {line}")))
+}
+
+async fn pool_ports(url: &str, app: &str, n: usize, admin: &Client) -> (Pool<PgManager>, Vec<u16>) {
+    let manager = PgManager::from_url(url).unwrap();
+    let pool = Pool::builder(manager)
+        .min_size(n)
+        .max_size(n)
+        .build()
+        .unwrap();
+    pool.wait_ready(Duration::from_secs(10)).await.unwrap();
+    let ports = client_ports(admin, app).await;
+    assert_eq!(ports.len(), n, "the pool's backends");
+    (pool, ports)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn explicit_url_settings_win_over_the_defaults() {
+async fn pool_sockets_carry_the_default_keepalives() {
     let url = require_server!();
+    let admin = common::admin(&url).await;
+    let app = common::unique("keepalive");
+    let conn = common::with_app(&url, &app, None);
+    assert_eq!(
+        PgManager::from_url(&conn).unwrap().keepalive_settings(),
+        Some(Keepalives::default())
+    );
+    let (_pool, ports) = pool_ports(&conn, &app, 3, &admin).await;
+    for port in ports {
+        let timer = keepalive_timer(port).unwrap_or_else(|| panic!("no keepalive timer on {port}"));
+        // Linux's default would be 7200 s.
+        assert!(timer <= 60.0, "keepalive timer {timer} s on port {port}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn url_settings_win_over_the_defaults() {
+    let url = require_server!();
+    let admin = common::admin(&url).await;
     let app = common::unique("keepalive_url");
     let base = common::with_app(&url, &app, None);
-    let manager = PgManager::from_url(&format!(
+    let conn = format!(
         "{base} keepalives_idle=30 keepalives_interval=5 keepalives_retries=3 tcp_user_timeout=20"
-    ))
-    .unwrap();
-    let pool = Pool::builder(manager).max_size(1).build().unwrap();
-    let conn = pool.get().await.unwrap();
-    let opts = *conn.socket_options().unwrap();
-    assert_eq!(opts.keepalive_idle, Duration::from_secs(30));
-    assert_eq!(opts.keepalive_interval, Duration::from_secs(5));
-    assert_eq!(opts.keepalive_retries, 3);
-    assert_eq!(opts.user_timeout, Some(Duration::from_secs(20)));
+    );
+    let manager = PgManager::from_url(&conn).unwrap();
+    assert_eq!(
+        manager.keepalive_settings(),
+        Some(Keepalives {
+            idle: Duration::from_secs(30),
+            interval: Duration::from_secs(5),
+            retries: 3
+        })
+    );
+    assert_eq!(
+        manager.tcp_user_timeout_setting(),
+        Some(Duration::from_secs(20))
+    );
+    let (pool, ports) = pool_ports(&conn, &app, 2, &admin).await;
+    for port in ports {
+        let timer = keepalive_timer(port).unwrap_or_else(|| panic!("no keepalive timer on {port}"));
+        assert!(
+            timer <= 30.0,
+            "keepalives_idle=30 from the URL: timer {timer} s on {port}"
+        );
+        assert!(timer > 20.0, "fresh sockets, timer {timer} s on {port}");
+    }
+    drop(pool);
 
     // Only the idle time given: the rest keep the adapter's defaults.
     let manager = PgManager::from_url(&format!("{base} keepalives_idle=45")).unwrap();
@@ -125,12 +124,16 @@ async fn explicit_url_settings_win_over_the_defaults() {
             ..Keepalives::default()
         })
     );
-    // Turned off explicitly.
-    let manager = PgManager::from_url(&format!("{base} keepalives=0")).unwrap();
-    assert_eq!(manager.keepalive_settings(), None);
-    let pool = Pool::builder(manager).max_size(1).build().unwrap();
-    let conn = pool.get().await.unwrap();
-    assert!(!conn.socket_options().unwrap().keepalive);
+
+    // Turned off explicitly: no keepalive timer on the sockets.
+    let app = common::unique("keepalive_off");
+    let conn = format!("{} keepalives=0", common::with_app(&url, &app, None));
+    assert_eq!(
+        PgManager::from_url(&conn).unwrap().keepalive_settings(),
+        None
+    );
+    let (_pool, ports) = pool_ports(&conn, &app, 1, &admin).await;
+    assert_eq!(keepalive_timer(ports[0]), None);
 }
 
 #[test]

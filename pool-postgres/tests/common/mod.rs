@@ -5,6 +5,8 @@
 //! message, except under CI (`CI` set), where it fails.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod cluster;
+
 use std::time::Duration;
 
 use pool_postgres::tokio_postgres::{self, Client, NoTls};
