@@ -139,12 +139,7 @@ impl fmt::Display for PgError {
                 let mut next = std::error::Error::source(source);
                 while let Some(e) = next {
                     write!(f, ": {e}")?;
-                    next = match e.downcast_ref::<io::Error>() {
-                        Some(io) => io
-                            .get_ref()
-                            .map(|i| i as &(dyn std::error::Error + 'static)),
-                        None => e.source(),
-                    };
+                    next = e.source();
                 }
                 Ok(())
             }
