@@ -16,10 +16,18 @@
 //! # }
 //! ```
 //!
+//! Connections are opened by `tokio_postgres::Config::connect`: several hosts,
+//! `target_session_attrs`, `load_balance_hosts` and cancel tokens work as tokio-postgres
+//! defines them. A statement that fails with 25006 under `target_session_attrs=read-write`
+//! closes the connections to that (demoted) server; a backend that goes away makes the older
+//! connections doubted, each checked once. [`PgManager::password_provider`] supplies a fresh
+//! password to every connect; with the `rustls` feature, `PgManager::rustls` verifies as
+//! `sslmode` asks (`verify-ca`, `verify-full` with `sslrootcert`).
+//!
 //! Connect errors are classified by SQLSTATE: 53300 (too many connections), 57P03 (cannot
 //! connect now) and refused or reset connections are retried with backoff; class 28 (bad
-//! credentials) and 3D000 (unknown database) fail the waiting callers at once. Passwords never
-//! appear in `Debug`, `Display`, errors or log events.
+//! credentials), 3D000 (unknown database) and a refused server certificate fail the waiting
+//! callers at once. Passwords never appear in `Debug`, `Display`, errors or log events.
 
 mod error;
 mod keepalive;
