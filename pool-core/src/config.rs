@@ -78,6 +78,12 @@ pub struct Config {
     /// A connection checked out longer than this is reported once (a `tracing` warning naming
     /// the `get()` call site) as a possible leak. `None` (the default) turns detection off.
     pub leak_threshold: Option<Duration>,
+    /// What to do when a connect is refused because the server is full
+    /// ([`ErrorClass::ServerFull`](crate::ErrorClass::ServerFull); 53300 for Postgres): lower
+    /// the pool's effective ceiling to its current size (at least 1) and probe upward one
+    /// connection at a time, instead of retrying at the configured ceiling. The configured
+    /// ceiling comes back after three successful connects in a row. Default on.
+    pub adaptive_ceiling: bool,
 }
 
 impl Default for Config {
@@ -99,6 +105,7 @@ impl Default for Config {
             slow_acquire_threshold: Some(Duration::from_secs(1)),
             housekeeping_interval: Duration::from_secs(1),
             leak_threshold: None,
+            adaptive_ceiling: true,
         }
     }
 }

@@ -109,6 +109,12 @@ pub const ENV_VARS: &[EnvVar] = &[
         expects: "seconds, or 'off'",
         apply: |c, v| optional(v, seconds).map(|x| c.leak_threshold = x),
     },
+    EnvVar {
+        suffix: "ADAPTIVE_CEILING",
+        field: "adaptive_ceiling",
+        expects: "'on' or 'off'",
+        apply: |c, v| switch(v).map(|x| c.adaptive_ceiling = x),
+    },
 ];
 
 impl Config {
@@ -230,6 +236,14 @@ fn check_policy(v: &str) -> Result<CheckPolicy, String> {
     }
 }
 
+fn switch(v: &str) -> Result<bool, String> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "on" | "true" | "1" | "yes" => Ok(true),
+        "off" | "false" | "0" | "no" => Ok(false),
+        _ => Err("expected 'on' or 'off'".into()),
+    }
+}
+
 fn queue_mode(v: &str) -> Result<QueueMode, String> {
     if v.eq_ignore_ascii_case("lifo") {
         Ok(QueueMode::Lifo)
@@ -259,6 +273,7 @@ mod tests {
             ("MAX_WAITING", "9"),
             ("CONNECT_CONCURRENCY", "2"),
             ("LEAK_THRESHOLD", "60"),
+            ("ADAPTIVE_CEILING", "off"),
         ];
         assert_eq!(ENV_VARS.len(), fields.len());
         for (i, var) in ENV_VARS.iter().enumerate() {

@@ -98,9 +98,13 @@ impl<E: fmt::Display> fmt::Display for TimeoutError<E> {
         let s = &self.status;
         write!(
             f,
-            "timed out after {:?} waiting for a connection (size {}/{} max, {} in use, {} waiting, {} connecting)",
+            "timed out after {:?} waiting for a connection (size {}/{} max, {} in use, {} waiting, {} connecting",
             self.waited, s.size, s.max_size, s.in_use, s.waiting, s.connecting
         )?;
+        if s.ceiling < s.max_size {
+            write!(f, "; ceiling lowered to {}: the server is full", s.ceiling)?;
+        }
+        f.write_str(")")?;
         match &self.last_connect_error {
             Some(e) => write!(f, "; last connect error: {e}"),
             None => Ok(()),

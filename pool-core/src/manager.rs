@@ -4,15 +4,21 @@ use std::future::Future;
 
 /// Whether a connect error is worth retrying.
 ///
-/// The pool retries [`Transient`](ErrorClass::Transient) errors in the background with capped
-/// exponential backoff, and hands [`Fatal`](ErrorClass::Fatal) errors to the waiting callers at
-/// once, since waiting cannot fix them.
+/// The pool retries [`Transient`](ErrorClass::Transient) and
+/// [`ServerFull`](ErrorClass::ServerFull) errors in the background with capped exponential
+/// backoff, and hands [`Fatal`](ErrorClass::Fatal) errors to the waiting callers at once, since
+/// waiting cannot fix them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ErrorClass {
     /// The server is full, starting up, or unreachable for now: retry with backoff.
     Transient,
     /// Bad credentials, unknown database and the like: fail the waiting callers now.
     Fatal,
+    /// The server refused the connection because it is full (Postgres: 53300, too many
+    /// connections). Retried like a transient error and, with
+    /// [`Config::adaptive_ceiling`](crate::Config::adaptive_ceiling), the pool lowers its
+    /// effective ceiling to the connections it has and probes for room one at a time.
+    ServerFull,
 }
 
 /// Opens, checks and judges connections for a [`Pool`](crate::Pool).

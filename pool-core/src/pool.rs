@@ -291,6 +291,8 @@ impl<M: Manager> PoolBuilder<M> {
         housekeeping_interval: Duration,
         /// See [`Config::leak_threshold`].
         leak_threshold: Option<Duration>,
+        /// See [`Config::adaptive_ceiling`].
+        adaptive_ceiling: bool,
     }
 
     /// Replaces the whole configuration.

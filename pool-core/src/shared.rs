@@ -170,10 +170,26 @@ impl<M: Manager> Shared<M> {
         let failed = result.as_ref().err().cloned();
         let now = rt::now();
         let mut wake: Vec<Waker> = Vec::new();
-        let settled = self
-            .state
-            .lock()
-            .settle_connect(approval, result, started, now, &mut wake);
+        let (settled, was_full, full, ceiling) = {
+            let mut st = self.state.lock();
+            let was_full = st.server_full();
+            let settled = st.settle_connect(approval, result, started, now, &mut wake);
+            (settled, was_full, st.server_full(), st.ceiling())
+        };
+        match (was_full, full, &failed) {
+            (false, true, Some((error, _))) => tracing::warn!(
+                target: "pool_core",
+                %error,
+                ceiling,
+                "the server is full: the pool's ceiling is lowered to the connections it has; probing for room one connection at a time"
+            ),
+            (true, false, _) => tracing::info!(
+                target: "pool_core",
+                ceiling,
+                "connects succeed again: the configured ceiling is back"
+            ),
+            _ => {}
+        }
         for w in wake {
             w.wake();
         }

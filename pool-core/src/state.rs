@@ -75,6 +75,27 @@ struct Rules {
     max_idle: Option<Duration>,
     max_lifetime: Option<Duration>,
     leak_threshold: Option<Duration>,
+    adaptive_ceiling: bool,
+}
+
+/// The first wait before probing above a lowered ceiling; it doubles while probes are
+/// refused, up to [`PROBE_CAP`].
+pub(crate) const PROBE_BASE: Duration = Duration::from_secs(2);
+pub(crate) const PROBE_CAP: Duration = Duration::from_secs(60);
+/// Successful connects in a row after which the configured ceiling comes back.
+pub(crate) const RESTORE_AFTER: u32 = 3;
+
+/// An episode of the server being full: the effective ceiling is lowered.
+#[derive(Debug, Clone, Copy)]
+struct Full {
+    /// When the next probe above the ceiling may start.
+    probe_at: Instant,
+    /// The wait before the probe after a refused one.
+    interval: Duration,
+    /// Successful connects since the last refusal.
+    successes: u32,
+    /// A probe is in flight.
+    probing: bool,
 }
 
 pub(crate) struct State<C, E> {
@@ -85,6 +106,9 @@ pub(crate) struct State<C, E> {
     connecting: usize,
     min_size: usize,
     max_size: usize,
+    /// The effective ceiling while the server is full (`full` is set); else `max_size`.
+    ceiling: usize,
+    full: Option<Full>,
     closed: bool,
     /// Idle connections past their lifetime, kept until a replacement keeps the floor.
     retire_pending: usize,
@@ -223,6 +247,7 @@ impl<C, E> State<C, E> {
                 max_idle: config.max_idle,
                 max_lifetime: config.max_lifetime,
                 leak_threshold: config.leak_threshold,
+                adaptive_ceiling: config.adaptive_ceiling,
             },
             idle: VecDeque::with_capacity(config.max_size),
             waiters: Waiters::new(),
@@ -230,6 +255,8 @@ impl<C, E> State<C, E> {
             connecting: 0,
             min_size: config.min_size,
             max_size: config.max_size,
+            ceiling: config.max_size,
+            full: None,
             closed: false,
             retire_pending: 0,
             sweeping: 0,
@@ -256,7 +283,22 @@ impl<C, E> State<C, E> {
             connecting: self.connecting,
             min_size: self.min_size,
             max_size: self.max_size,
+            ceiling: self.ceiling(),
         }
+    }
+
+    /// The ceiling in effect.
+    pub(crate) fn ceiling(&self) -> usize {
+        if self.full.is_some() {
+            self.ceiling.min(self.max_size)
+        } else {
+            self.max_size
+        }
+    }
+
+    /// Is the effective ceiling lowered (the server refused connects for being full)?
+    pub(crate) fn server_full(&self) -> bool {
+        self.full.is_some()
     }
 
     pub(crate) fn stats(&self) -> Stats {
@@ -498,7 +540,12 @@ impl<C, E> State<C, E> {
         }
         let floor = self.min_size + self.retire_pending.min(self.max_size - self.min_size);
         // Connections out for the idle sweep come back within the housekeeper's pass.
-        self.waiters.len() > self.connecting + self.sweeping || open < floor
+        let demand = self.waiters.len() > self.connecting + self.sweeping || open < floor;
+        if !demand {
+            return false;
+        }
+        // At a lowered ceiling only a probe, one at a time (approve_connect says when).
+        open < self.ceiling() || self.full.is_some_and(|f| !f.probing)
     }
 
     /// Should the connector open a connection now? Demand is re-checked here just before each
@@ -507,13 +554,19 @@ impl<C, E> State<C, E> {
         if !self.wants_connect() || self.connecting >= self.rules.connect_concurrency {
             return Next::Sleep;
         }
-        match self.retry_at {
-            Some(t) if t > now => Next::WaitUntil(t),
-            _ => {
-                self.connecting += 1;
-                Next::Connect(Approval(()))
+        if let Some(t) = self.retry_at.filter(|&t| t > now) {
+            return Next::WaitUntil(t);
+        }
+        if self.size + self.connecting >= self.ceiling() {
+            if let Some(full) = &mut self.full {
+                if now < full.probe_at {
+                    return Next::WaitUntil(full.probe_at);
+                }
+                full.probing = true;
             }
         }
+        self.connecting += 1;
+        Next::Connect(Approval(()))
     }
 
     /// The outcome of an approved connect: a new connection goes to the oldest waiter or idle;
@@ -539,6 +592,19 @@ impl<C, E> State<C, E> {
                 self.last_error_fatal = false;
                 self.stats.connections_num += 1;
                 self.size += 1;
+                if let Some(full) = &mut self.full {
+                    // Room for one more: the ceiling rises to what the pool holds, and after
+                    // enough successes in a row the configured ceiling comes back.
+                    full.probing = false;
+                    full.successes += 1;
+                    full.interval = PROBE_BASE;
+                    full.probe_at = now + PROBE_BASE;
+                    self.ceiling = self.ceiling.max(self.size);
+                    if full.successes >= RESTORE_AFTER || self.ceiling >= self.max_size {
+                        self.full = None;
+                        self.ceiling = self.max_size;
+                    }
+                }
                 self.retire_pending = self.retire_pending.saturating_sub(1);
                 let expires = self.rules.max_lifetime.map(|life| {
                     let jitter = life.mul_f64(0.05 * self.random());
@@ -560,6 +626,7 @@ impl<C, E> State<C, E> {
                 let delay = self.backoff_delay();
                 self.retry_at = Some(now + delay);
                 self.last_error_fatal = class == ErrorClass::Fatal;
+                self.lower_ceiling(class, now);
                 if let (ErrorClass::Fatal, ConnectError::Backend(e)) = (class, &err) {
                     self.waiters
                         .fail_all(|| Err(PoolError::Backend(Arc::clone(e))), wake);
@@ -571,6 +638,37 @@ impl<C, E> State<C, E> {
                     waiting: self.waiters.len(),
                 })
             }
+        }
+    }
+
+    /// After a failed connect: a refusal for a full server starts or prolongs an episode
+    /// with the ceiling at what the pool holds (at least 1); any failure ends a probe.
+    fn lower_ceiling(&mut self, class: ErrorClass, now: Instant) {
+        let full_refusal = class == ErrorClass::ServerFull && self.rules.adaptive_ceiling;
+        match (&mut self.full, full_refusal) {
+            (None, true) => {
+                self.full = Some(Full {
+                    probe_at: now + PROBE_BASE,
+                    interval: PROBE_BASE,
+                    successes: 0,
+                    probing: false,
+                });
+                self.ceiling = self.size.max(1);
+            }
+            (Some(full), true) => {
+                full.probing = false;
+                full.successes = 0;
+                full.interval = (full.interval * 2).min(PROBE_CAP);
+                full.probe_at = now + full.interval;
+                self.ceiling = self.size.max(1);
+            }
+            (Some(full), false) => {
+                if full.probing {
+                    full.probing = false;
+                    full.probe_at = now + full.interval;
+                }
+            }
+            (None, false) => {}
         }
     }
 
@@ -601,6 +699,9 @@ impl<C, E> State<C, E> {
     pub(crate) fn resize(&mut self, min_size: usize, max_size: usize) -> bool {
         self.min_size = min_size;
         self.max_size = max_size;
+        if self.full.is_none() {
+            self.ceiling = max_size;
+        }
         self.wants_connect()
     }
 

@@ -23,6 +23,9 @@ pub struct Status {
     pub min_size: usize,
     /// The ceiling the pool never exceeds.
     pub max_size: usize,
+    /// The ceiling in effect: `max_size`, or lower while the server refuses connects for being
+    /// full (see [`Config::adaptive_ceiling`](crate::Config::adaptive_ceiling)).
+    pub ceiling: usize,
 }
 
 /// Cumulative counters since the pool was built, named like psycopg_pool's `get_stats()`.

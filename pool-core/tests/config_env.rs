@@ -166,6 +166,7 @@ fn env_overrides_every_knob() {
                 ("APP_POOL_MAX_WAITING", "100"),
                 ("APP_POOL_CONNECT_CONCURRENCY", "2"),
                 ("APP_POOL_LEAK_THRESHOLD", "30"),
+                ("APP_POOL_ADAPTIVE_CEILING", "off"),
             ]),
         )
         .unwrap();
@@ -181,6 +182,8 @@ fn env_overrides_every_knob() {
     assert_eq!(config.max_waiting, Some(100));
     assert_eq!(config.connect_concurrency, 2);
     assert_eq!(config.leak_threshold, Some(Duration::from_secs(30)));
+    assert!(!config.adaptive_ceiling);
+    assert!(Config::default().adaptive_ceiling, "on by default");
 
     let config = Config::default()
         .with_env_lookup("APP_POOL", env(&[("APP_POOL_CHECK", "0.5")]))
@@ -221,6 +224,7 @@ fn every_bad_env_value_names_the_variable_and_the_value() {
         ("APP_POOL_MAX_WAITING", "-"),
         ("APP_POOL_CONNECT_CONCURRENCY", "99999999999999999999999"),
         ("APP_POOL_LEAK_THRESHOLD", "soon"),
+        ("APP_POOL_ADAPTIVE_CEILING", "maybe"),
     ];
     for &(var, value) in cases {
         let err = Config::default()

@@ -48,7 +48,8 @@ impl PgError {
 
     /// Transient (retry with backoff) or fatal (fail the callers now)?
     ///
-    /// 53300 (too many connections), 57P03 (cannot connect now), class 08, refused, reset or
+    /// 53300 (too many connections) is [`ErrorClass::ServerFull`] (retried, and the pool's
+    /// adaptive ceiling comes down); 57P03 (cannot connect now), class 08, refused, reset or
     /// timed-out connects, a host that fails `target_session_attrs` and a failing password
     /// provider are transient; class 28 (bad credentials), 3D000 (unknown database), a server
     /// certificate that fails verification, TLS required without a TLS connector, and a bad
@@ -63,6 +64,7 @@ impl PgError {
             PgError::Connect { .. } => ErrorClass::Transient,
             PgError::Postgres(e) => match e.code() {
                 Some(code) if is_fatal_code(code) => ErrorClass::Fatal,
+                Some(&SqlState::TOO_MANY_CONNECTIONS) => ErrorClass::ServerFull,
                 _ => ErrorClass::Transient,
             },
         }

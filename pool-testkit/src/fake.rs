@@ -26,6 +26,8 @@ pub enum Step {
     Never,
     /// Panics (a bug in the backend's driver or in the user's manager).
     Panic,
+    /// Fails at once because the server is full ([`ErrorClass::ServerFull`]).
+    Full,
 }
 
 /// The fake backend's error.
@@ -42,6 +44,7 @@ impl fmt::Display for FakeError {
         match self.class {
             ErrorClass::Transient => write!(f, "fake backend: {} refused (transient)", self.op),
             ErrorClass::Fatal => write!(f, "fake backend: {} rejected (fatal)", self.op),
+            ErrorClass::ServerFull => write!(f, "fake backend: {} refused, server full", self.op),
         }
     }
 }
@@ -70,6 +73,9 @@ struct Backend {
     registry: Mutex<HashMap<u64, Arc<Flags>>>,
     /// `has_broken` calls left that panic.
     has_broken_panics: AtomicUsize,
+    /// Connections the server takes at most (0: no limit); a connect beyond is refused as
+    /// [`Step::Full`].
+    capacity: AtomicUsize,
     next_id: AtomicU64,
     connect_attempts: AtomicU64,
     connects_ok: AtomicU64,
@@ -169,6 +175,10 @@ async fn play(step: Step, op: &'static str) -> Result<(), FakeError> {
         }
         Step::Never => std::future::pending().await,
         Step::Panic => panic!("fake backend: {op} panicked (scripted)"),
+        Step::Full => Err(FakeError {
+            class: ErrorClass::ServerFull,
+            op,
+        }),
     }
 }
 
@@ -185,6 +195,13 @@ impl Manager for FakeManager {
             s.connect.pop_front().unwrap_or(default)
         };
         play(step, "connect").await?;
+        let capacity = b.capacity.load(Ordering::Relaxed);
+        if capacity > 0 && b.live.load(Ordering::Relaxed) >= capacity {
+            return Err(FakeError {
+                class: ErrorClass::ServerFull,
+                op: "connect",
+            });
+        }
         let id = b.next_id.fetch_add(1, Ordering::Relaxed) + 1;
         let flags = Arc::new(Flags::default());
         b.registry.lock().insert(id, Arc::clone(&flags));
@@ -285,6 +302,19 @@ impl FakeHandle {
             flags.doubted.store(true, Ordering::Relaxed);
         }
         reg.len()
+    }
+
+    /// Limits the connections the server takes (`None`: no limit): a connect while this many
+    /// are open is refused as [`Step::Full`] would be.
+    pub fn set_capacity(&self, capacity: Option<usize>) {
+        self.backend
+            .capacity
+            .store(capacity.unwrap_or(0), Ordering::Relaxed);
+    }
+
+    /// Connects refused (scripted failures, and refusals for a full server).
+    pub fn refused(&self) -> u64 {
+        self.connect_attempts() - self.connects()
     }
 
     /// Makes the next `n` calls to `has_broken` panic.
