@@ -29,6 +29,7 @@
 //! credentials), 3D000 (unknown database) and a refused server certificate fail the waiting
 //! callers at once. Passwords never appear in `Debug`, `Display`, errors or log events.
 
+mod budget;
 mod error;
 mod keepalive;
 mod manager;
@@ -38,6 +39,7 @@ mod ssl;
 #[cfg(feature = "rustls")]
 mod tls;
 
+pub use budget::Budget;
 pub use error::PgError;
 pub use keepalive::Keepalives;
 pub use manager::{PgConnection, PgManager, PgTls, ProviderError};

@@ -17,6 +17,7 @@ use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, NoTls, Row, SimpleQueryMessage, Socket, Statement, ToStatement};
 
+use crate::budget::Budget;
 use crate::error::{server_went_away, PgError};
 use crate::keepalive::Keepalives;
 use crate::redact::redact;
@@ -61,6 +62,8 @@ pub struct PgManager<T = NoTls> {
     tcp_user_timeout: Option<Duration>,
     connect_timeout: Option<Duration>,
     password: Option<PasswordProvider>,
+    /// The pool's floor, to compare with the connection budget at the first connect.
+    budget_floor: Option<usize>,
     health: Arc<Health>,
 }
 
@@ -77,6 +80,8 @@ struct Health {
     demoted: Mutex<Vec<(Arc<str>, u64)>>,
     demotions: AtomicU64,
     auth_retries: AtomicU64,
+    /// The connection budget has been read (once, at the first connect).
+    budget_read: AtomicBool,
 }
 
 impl Health {
@@ -228,6 +233,7 @@ impl<T> PgManager<T> {
             tcp_user_timeout: None,
             connect_timeout: None,
             password: None,
+            budget_floor: None,
             health: Arc::new(Health::default()),
         })
     }
@@ -244,8 +250,18 @@ impl<T> PgManager<T> {
             tcp_user_timeout: self.tcp_user_timeout,
             connect_timeout: self.connect_timeout,
             password: self.password,
+            budget_floor: self.budget_floor,
             health: self.health,
         }
+    }
+
+    /// Compares the pool's floor with the server's connection budget ([`Budget`]) once, at
+    /// the first successful connect, and logs a warning when the rest of the floor does not
+    /// fit in what the server, the role and the database have left. The checkpointer preset
+    /// sets it from its `min_size`.
+    pub fn budget_floor(mut self, floor: usize) -> Self {
+        self.budget_floor = Some(floor);
+        self
     }
 
     /// Calls `provider` for the password before every connect (a cloud IAM token, a secret
@@ -595,6 +611,11 @@ impl<T: PgTls> PgManager<T> {
                 }
             }
         });
+        if let Some(floor) = self.budget_floor {
+            if !self.health.budget_read.swap(true, Ordering::AcqRel) {
+                check_budget(&client, floor).await;
+            }
+        }
         let server: Arc<str> = if self
             .config
             .get_hosts()
@@ -616,6 +637,32 @@ impl<T: PgTls> PgManager<T> {
             health,
             _closing: closing,
         })
+    }
+}
+
+/// Reads the budget on a new connection (the pool's first) and warns when the rest of the
+/// floor does not fit.
+async fn check_budget(client: &Client, floor: usize) {
+    match Budget::read(client).await {
+        Ok(budget) => {
+            // This connection is already open and counted.
+            let more = floor.saturating_sub(1);
+            if more > budget.headroom() as usize {
+                tracing::warn!(
+                    target: "pool_postgres",
+                    floor,
+                    headroom = budget.headroom(),
+                    limit = budget.binding_limit(),
+                    %budget,
+                    "the pool's floor does not fit in the connection budget: it will hold fewer idle connections than min_size, and other clients may be refused"
+                );
+            } else {
+                tracing::debug!(target: "pool_postgres", floor, %budget, "connection budget");
+            }
+        }
+        Err(e) => {
+            tracing::debug!(target: "pool_postgres", error = %e, "could not read the connection budget")
+        }
     }
 }
 
