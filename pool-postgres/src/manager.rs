@@ -82,6 +82,8 @@ struct Health {
     auth_retries: AtomicU64,
     /// The connection budget has been read (once, at the first connect).
     budget_read: AtomicBool,
+    /// The hint about prepared statements behind a transaction pooler was logged.
+    prepared_hint: AtomicBool,
 }
 
 impl Health {
@@ -451,6 +453,15 @@ impl PgConnection {
         result: Result<R, tokio_postgres::Error>,
     ) -> Result<R, tokio_postgres::Error> {
         if let Err(e) = &result {
+            if e.code() == Some(&SqlState::INVALID_SQL_STATEMENT_NAME)
+                && !self.health.prepared_hint.swap(true, Ordering::AcqRel)
+            {
+                tracing::warn!(
+                    target: "pool_postgres",
+                    error = %e.as_db_error().map_or_else(|| e.to_string(), |d| d.message().to_string()),
+                    "a prepared statement vanished (26000): behind a transaction-mode pooler such as PgBouncer, a named statement lasts only for the transaction that prepared it; use query_typed (unnamed statements) or prepare inside a transaction"
+                );
+            }
             if self.read_write && e.code() == Some(&SqlState::READ_ONLY_SQL_TRANSACTION) {
                 self.broken.store(true, Ordering::Release);
                 self.health.demote(&self.server, self.seq);

@@ -5,6 +5,7 @@
 //! message, except under CI (`CI` set), where it fails.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod bouncer;
 pub mod cluster;
 
 use std::time::Duration;
