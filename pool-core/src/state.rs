@@ -80,8 +80,8 @@ struct Rules {
 
 /// The first wait before probing above a lowered ceiling; it doubles while probes are
 /// refused, up to [`PROBE_CAP`].
-pub(crate) const PROBE_BASE: Duration = Duration::from_secs(2);
-pub(crate) const PROBE_CAP: Duration = Duration::from_secs(60);
+pub(crate) const PROBE_BASE: Duration = Duration::from_secs(10);
+pub(crate) const PROBE_CAP: Duration = Duration::from_secs(120);
 /// Successful connects in a row after which the configured ceiling comes back.
 pub(crate) const RESTORE_AFTER: u32 = 3;
 

@@ -7,6 +7,7 @@
 
 pub mod bouncer;
 pub mod cluster;
+pub mod fleet;
 
 use std::time::Duration;
 
