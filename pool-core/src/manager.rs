@@ -94,6 +94,13 @@ pub trait Manager: Send + Sync + 'static {
         false
     }
 
+    /// Called once when a pool is built with this manager, before any connect, with the
+    /// pool's configuration (a manager may size itself to it: the Postgres manager compares
+    /// the floor with the server's connection budget). Does nothing by default.
+    fn configure(&mut self, config: &crate::Config) {
+        let _ = config;
+    }
+
     /// Classifies a connect error as worth retrying or fatal. Defaults to transient.
     fn classify(&self, err: &Self::Error) -> ErrorClass {
         let _ = err;

@@ -321,7 +321,9 @@ impl<M: Manager> PoolBuilder<M> {
         if !rt::has_runtime() {
             return Err(ConfigError::NoRuntime);
         }
-        let shared = Arc::new(Shared::new(self.manager, self.config));
+        let mut manager = self.manager;
+        manager.configure(&self.config);
+        let shared = Arc::new(Shared::new(manager, self.config));
         let signals = Arc::clone(&shared.signals);
         rt::spawn(connector::run(
             Arc::downgrade(&shared),

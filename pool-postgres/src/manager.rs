@@ -257,10 +257,10 @@ impl<T> PgManager<T> {
         }
     }
 
-    /// Compares the pool's floor with the server's connection budget ([`Budget`]) once, at
-    /// the first successful connect, and logs a warning when the rest of the floor does not
-    /// fit in what the server, the role and the database have left. The checkpointer preset
-    /// sets it from its `min_size`.
+    /// Compares this floor with the server's connection budget ([`Budget`]) once, at the first
+    /// successful connect, and logs a warning when the rest of it does not fit in what the
+    /// server, the role and the database have left. Without it, the pool's `min_size` is used
+    /// (a floor of 0 is never checked).
     pub fn budget_floor(mut self, floor: usize) -> Self {
         self.budget_floor = Some(floor);
         self
@@ -728,6 +728,14 @@ impl<T: PgTls> Manager for PgManager<T> {
         conn.client.is_closed()
             || conn.broken.load(Ordering::Acquire)
             || self.health.is_demoted(&conn.server, conn.seq)
+    }
+
+    /// Takes the pool's floor for the connection-budget warning, unless
+    /// [`PgManager::budget_floor`] set one.
+    fn configure(&mut self, config: &pool_core::Config) {
+        if self.budget_floor.is_none() && config.min_size > 0 {
+            self.budget_floor = Some(config.min_size);
+        }
     }
 
     fn needs_check(&self, conn: &mut PgConnection) -> bool {
