@@ -75,53 +75,18 @@ pub(crate) async fn acquire<M: Manager>(
     };
     loop {
         let Got {
-            mut conn,
+            conn,
             at: now,
             from_idle,
         } = entry.next().await?;
         let since = entry.since.unwrap_or(now);
-        if from_idle {
-            // Taken from the idle list, where connections can die unseen (a server restart):
-            // a cheap look first.
-            match shared.judge(&mut conn) {
-                Ok(false) => {}
-                Ok(true) => {
-                    tracing::debug!(target: "pool_core", "idle connection found broken at checkout; discarded");
-                    shared.release(conn, Outcome::Lost);
-                    entry.arrival = Arrival::Again { ticket: None };
-                    continue;
-                }
-                Err(panic) => {
-                    shared.release(conn, Outcome::Lost);
-                    resume_unwind(panic);
-                }
+        let (obj, end) = match ready(shared, conn, now, from_idle, caller).await {
+            Ready::Out(obj, end) => (obj, end),
+            Ready::Dead => {
+                entry.arrival = Arrival::Again { ticket: None };
+                continue;
             }
-        }
-        let by_policy = needs_check(shared.config.check, conn.stamp, now);
-        conn.taken = Some(now);
-        if shared.config.leak_threshold.is_some() {
-            shared.watch(&mut conn, caller, now);
-        }
-        let mut obj = Object::new(Arc::clone(shared), conn);
-        // Asked with the connection already in its guard: a panic here returns it.
-        let check = by_policy || shared.manager.needs_check(obj.conn_mut());
-        let mut end = now;
-        if check {
-            obj.checking = true;
-            let limit = shared.config.check_timeout;
-            let checked = rt::timeout(limit, shared.manager.check(obj.conn_mut())).await;
-            obj.checking = false;
-            end = rt::now();
-            if !matches!(checked, Ok(Ok(()))) {
-                match checked {
-                    Ok(Err(e)) => {
-                        tracing::info!(target: "pool_core", error = %e, "health check failed; connection discarded")
-                    }
-                    _ => {
-                        tracing::info!(target: "pool_core", timeout_ms = millis(limit), "health check timed out; connection discarded")
-                    }
-                }
-                Object::lose(obj);
+            Ready::FailedCheck(end) => {
                 if timeout.is_some_and(|t| end >= since + t) {
                     let mut st = shared.state.lock();
                     st.count_error();
@@ -132,7 +97,7 @@ pub(crate) async fn acquire<M: Manager>(
                 };
                 continue;
             }
-        }
+        };
         if let Some(slow) = shared.config.slow_acquire_threshold {
             let total = end.saturating_duration_since(since);
             if total > slow {
@@ -140,6 +105,96 @@ pub(crate) async fn acquire<M: Manager>(
             }
         }
         return Ok(obj);
+    }
+}
+
+/// What became of a connection a caller got.
+enum Ready<M: Manager> {
+    /// Checked out (with when its checkout ended, after any health check).
+    Out(Object<M>, Instant),
+    /// Found dead by `has_broken` (taken from the idle list) and released.
+    Dead,
+    /// Failed or timed out its health check (at that moment) and released.
+    FailedCheck(Instant),
+}
+
+/// Turns a connection a caller got at `now` into a checkout: a cheap look first if it comes
+/// from the idle list (where connections can die unseen), the bookkeeping, and the health
+/// check when the policy or the manager asks for one.
+async fn ready<M: Manager>(
+    shared: &Arc<Shared<M>>,
+    mut conn: Conn<M::Connection>,
+    now: Instant,
+    from_idle: bool,
+    caller: &'static Location<'static>,
+) -> Ready<M> {
+    if !shared.retained(&mut conn) {
+        shared.release(conn, Outcome::Discarded);
+        return Ready::Dead;
+    }
+    if from_idle {
+        match shared.judge(&mut conn) {
+            Ok(false) => {}
+            Ok(true) => {
+                tracing::debug!(target: "pool_core", "idle connection found broken at checkout; discarded");
+                shared.release(conn, Outcome::Lost);
+                return Ready::Dead;
+            }
+            Err(panic) => {
+                shared.release(conn, Outcome::Lost);
+                resume_unwind(panic);
+            }
+        }
+    }
+    let by_policy = needs_check(shared.config.check, conn.stamp, now);
+    conn.taken = Some(now);
+    conn.uses += 1;
+    if shared.config.leak_threshold.is_some() {
+        shared.watch(&mut conn, caller, now);
+    }
+    let mut obj = Object::new(Arc::clone(shared), conn);
+    // Asked with the connection already in its guard: a panic here returns it.
+    let check = by_policy || shared.manager.needs_check(obj.conn_mut());
+    if !check {
+        return Ready::Out(obj, now);
+    }
+    obj.checking = true;
+    let limit = shared.config.check_timeout;
+    let checked = rt::timeout(limit, shared.manager.check(obj.conn_mut())).await;
+    obj.checking = false;
+    let end = rt::now();
+    match checked {
+        Ok(Ok(())) => return Ready::Out(obj, end),
+        Ok(Err(e)) => {
+            tracing::info!(target: "pool_core", error = %e, "health check failed; connection discarded")
+        }
+        Err(_) => {
+            tracing::info!(target: "pool_core", timeout_ms = millis(limit), "health check timed out; connection discarded")
+        }
+    }
+    Object::lose(obj);
+    Ready::FailedCheck(end)
+}
+
+/// `try_get()`: an idle connection if one is free and nobody is queued, else `None` at once
+/// (the connector is told there is demand). A connection found dead or failing its check is
+/// replaced by the next idle one, if any.
+pub(crate) async fn try_acquire<M: Manager>(
+    shared: &Arc<Shared<M>>,
+    caller: &'static Location<'static>,
+) -> Result<Option<Object<M>>, PoolError<M::Error>> {
+    loop {
+        let now = rt::now();
+        let (taken, wake_connector) = shared.state.lock().try_admit();
+        if wake_connector {
+            shared.signals.connector.notify_one();
+        }
+        let Some(conn) = taken? else {
+            return Ok(None);
+        };
+        if let Ready::Out(obj, _) = ready(shared, conn, now, true, caller).await {
+            return Ok(Some(obj));
+        }
     }
 }
 

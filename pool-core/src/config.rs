@@ -50,6 +50,10 @@ pub struct Config {
     /// Connections are retired after this age (each with its own negative jitter of up to 5 %),
     /// and replaced if the pool falls below `min_size`. `None` keeps them. Default 1 hour.
     pub max_lifetime: Option<Duration>,
+    /// A connection is closed when it comes back after this many checkouts (each connection's
+    /// limit is up to 5 % lower, at random, so connections opened together do not all retire
+    /// together). `None` (the default) never retires a connection for its uses.
+    pub max_uses: Option<u64>,
     /// How long `get()` waits before failing with a timeout. `None` waits forever. Default 30 s.
     pub wait_timeout: Option<Duration>,
     /// How long one connect may take before it counts as failed. Default 30 s.
@@ -93,6 +97,7 @@ impl Default for Config {
             max_size: 10,
             max_idle: Some(Duration::from_secs(600)),
             max_lifetime: Some(Duration::from_secs(3600)),
+            max_uses: None,
             wait_timeout: Some(Duration::from_secs(30)),
             connect_timeout: Duration::from_secs(30),
             check: CheckPolicy::default(),
@@ -139,6 +144,13 @@ impl Config {
         }
         if let Some(d) = self.max_idle {
             nonzero("max_idle", d)?;
+        }
+        if self.max_uses == Some(0) {
+            return Err(ConfigError::invalid(
+                "max_uses",
+                "0",
+                "must be at least 1 (or None to never retire a connection for its uses)",
+            ));
         }
         if let Some(d) = self.max_lifetime {
             nonzero("max_lifetime", d)?;

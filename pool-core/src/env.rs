@@ -62,6 +62,12 @@ pub const ENV_VARS: &[EnvVar] = &[
         apply: |c, v| optional(v, seconds).map(|x| c.max_lifetime = x),
     },
     EnvVar {
+        suffix: "MAX_USES",
+        field: "max_uses",
+        expects: "a whole number, at least 1, or 'off'",
+        apply: |c, v| optional(v, count).map(|x| c.max_uses = x.map(|n| n as u64)),
+    },
+    EnvVar {
         suffix: "WAIT_TIMEOUT",
         field: "wait_timeout",
         expects: "seconds, or 'off' to wait forever",
@@ -265,6 +271,7 @@ mod tests {
             ("MAX", "7"),
             ("MAX_IDLE", "0.5"),
             ("MAX_LIFETIME", "off"),
+            ("MAX_USES", "100"),
             ("WAIT_TIMEOUT", "2"),
             ("CONNECT_TIMEOUT", "4"),
             ("CHECK", "always"),

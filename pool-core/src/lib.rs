@@ -96,6 +96,6 @@ pub use error::{ConfigError, ConnectError, PoolError, TimeoutError};
 pub use manager::{ErrorClass, Manager};
 pub use object::Object;
 pub use pool::{Pool, PoolBuilder};
-pub use stats::{Stats, Status};
+pub use stats::{ConnectionInfo, Stats, Status};
 /// The instant type the pool reports (tokio's, so it follows a paused test clock).
 pub use tokio::time::Instant;

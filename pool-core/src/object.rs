@@ -9,6 +9,7 @@ use crate::manager::Manager;
 use crate::rt::Instant;
 use crate::shared::{panic_message, Shared};
 use crate::state::{Conn, Outcome};
+use crate::stats::ConnectionInfo;
 
 /// A connection checked out of a [`Pool`](crate::Pool). Derefs to the connection; goes back to
 /// the pool when dropped (synchronously, without spawning, also outside a runtime).
@@ -81,6 +82,12 @@ impl<M: Manager> Object<M> {
     pub fn created(&self) -> Instant {
         self.conn().created
     }
+
+    /// What the pool knows about this connection: its id, when it was opened, when this
+    /// checkout began, and how many checkouts it has served (this one included).
+    pub fn info(&self) -> ConnectionInfo {
+        self.conn().info()
+    }
 }
 
 impl<M: Manager> Deref for Object<M> {
@@ -101,7 +108,7 @@ impl<M: Manager> Drop for Object<M> {
         let Some(mut conn) = self.conn.take() else {
             return;
         };
-        if self.checking {
+        if self.checking || !self.shared.retained(&mut conn) {
             self.shared.release(conn, Outcome::Discarded);
             return;
         }

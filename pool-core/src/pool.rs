@@ -13,7 +13,7 @@ use crate::error::{ConfigError, PoolError};
 use crate::manager::Manager;
 use crate::object::Object;
 use crate::shared::Shared;
-use crate::stats::{Stats, Status};
+use crate::stats::{ConnectionInfo, Stats, Status};
 use crate::{connector, housekeeping, rt};
 
 /// An elastic connection pool: between `min_size` and `max_size` connections, growing on
@@ -218,6 +218,54 @@ impl<M: Manager> Pool<M> {
         self.shared.state.lock().is_closed()
     }
 
+    /// An idle connection at once if one is free and nobody is queued, else `Ok(None)` without
+    /// waiting. A miss is not an error (not counted in `requests_errors`), but tells the
+    /// background connector there is demand, so a later call may find a new connection. The
+    /// connection is checked first when the [`CheckPolicy`] asks (the only await).
+    ///
+    /// # Errors
+    /// [`PoolError::Closed`] once the pool is closed.
+    #[track_caller]
+    pub fn try_get(
+        &self,
+    ) -> impl Future<Output = Result<Option<Object<M>>, PoolError<M::Error>>> + Send + '_ {
+        acquire::try_acquire(&self.shared, Location::caller())
+    }
+
+    /// Closes the idle connections for which `keep` returns false, now, and every other
+    /// connection (checked out, or out for the idle sweep) at its next return or checkout if
+    /// `keep` rejects it then. Connections opened after this call are not asked. Returns how
+    /// many idle connections it closed. The pool opens replacements as the floor or waiters
+    /// need. A panic in `keep` closes the connection it was asked about.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// # let (manager, _backend) = pool_testkit::FakeManager::new();
+    /// # let pool = pool_core::Pool::builder(manager).min_size(2).build().unwrap();
+    /// # pool.wait_ready(std::time::Duration::from_secs(1)).await.unwrap();
+    /// // Recycle everything opened before a credentials rotation.
+    /// let cutoff = tokio::time::Instant::now();
+    /// let closed = pool.retain(move |info| info.created >= cutoff);
+    /// assert_eq!(closed, 2);
+    /// # }
+    /// ```
+    pub fn retain(&self, keep: impl Fn(&ConnectionInfo) -> bool + Send + Sync + 'static) -> usize {
+        self.shared.retain(Arc::new(keep))
+    }
+
+    /// [`close_and_wait`](Pool::close_and_wait), bounded: `Err` with the pool's status if
+    /// connections (checked out, or connects in flight) are still open after `timeout`.
+    ///
+    /// # Errors
+    /// The [`Status`] at the deadline: what is still open.
+    pub async fn close_and_wait_timeout(&self, timeout: Duration) -> Result<(), Status> {
+        match rt::timeout(timeout, self.close_and_wait()).await {
+            Ok(()) => Ok(()),
+            Err(_) => Err(self.status()),
+        }
+    }
+
     /// Closes the pool and waits until every connection, including checked-out ones and
     /// connects in flight, has closed.
     ///
@@ -267,6 +315,8 @@ impl<M: Manager> PoolBuilder<M> {
         max_idle: Option<Duration>,
         /// See [`Config::max_lifetime`].
         max_lifetime: Option<Duration>,
+        /// See [`Config::max_uses`].
+        max_uses: Option<u64>,
         /// See [`Config::wait_timeout`].
         wait_timeout: Option<Duration>,
         /// See [`Config::connect_timeout`].

@@ -20,7 +20,7 @@ use std::any::Any;
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::panic::{catch_unwind, AssertUnwindSafe, Location};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::Waker;
 
@@ -30,8 +30,8 @@ use crate::config::Config;
 use crate::error::ConnectError;
 use crate::manager::{ErrorClass, Manager};
 use crate::rt::{self, Instant};
-use crate::state::{Approval, Chores, Conn, Outcome, Released, State};
-use crate::stats::millis;
+use crate::state::{Approval, Chores, Conn, Gone, Outcome, Released, State};
+use crate::stats::{millis, ConnectionInfo};
 use crate::sync::Mutex;
 
 pub(crate) struct Signals {
@@ -53,7 +53,17 @@ pub(crate) struct Shared<M: Manager> {
     pub(crate) signals: Arc<Signals>,
     /// Live `Pool` handles; the last one to go closes the pool.
     pub(crate) handles: AtomicUsize,
+    /// The newest `retain` epoch (mirrors the state's, for a lock-free look on return).
+    retain_epoch: AtomicU64,
+    /// The newest `retain` predicates, with their epochs.
+    retains: Mutex<Vec<(u64, Predicate)>>,
 }
+
+/// A `retain` predicate.
+pub(crate) type Predicate = Arc<dyn Fn(&ConnectionInfo) -> bool + Send + Sync>;
+
+/// `retain` predicates kept for connections out when they were given.
+const RETAINS_KEPT: usize = 64;
 
 impl<M: Manager> Shared<M> {
     pub(crate) fn new(manager: M, config: Config) -> Self {
@@ -70,6 +80,8 @@ impl<M: Manager> Shared<M> {
                 shutdown: AtomicBool::new(false),
             }),
             handles: AtomicUsize::new(1),
+            retain_epoch: AtomicU64::new(0),
+            retains: Mutex::new(Vec::new()),
         }
     }
 
@@ -226,11 +238,11 @@ impl<M: Manager> Shared<M> {
             st.sweep_out(&mut chores.sweep);
             if !chores.sweep.is_empty() {
                 drop(st);
-                let lost = self.sweep(chores);
+                let gone = self.sweep(&mut chores.sweep, &mut chores.close);
                 st = self.state.lock();
                 st.sweep_in(
                     &mut chores.sweep,
-                    lost,
+                    gone,
                     now,
                     &mut chores.close,
                     &mut chores.wake,
@@ -265,14 +277,24 @@ impl<M: Manager> Shared<M> {
         Some(at)
     }
 
-    /// The idle sweep's look, outside the lock: each connection in `chores.sweep` that
-    /// `has_broken` calls broken (or that panics there) moves to `chores.close`; returns how
-    /// many.
-    fn sweep(&self, chores: &mut Chores<M::Connection>) -> usize {
-        let mut lost = 0;
+    /// The idle sweep's look, outside the lock: each connection in `swept` that a `retain`
+    /// predicate newer than it rejects, or that `has_broken` calls broken (or panics on),
+    /// moves to `close`.
+    fn sweep(
+        &self,
+        swept: &mut Vec<Conn<M::Connection>>,
+        close: &mut Vec<Conn<M::Connection>>,
+    ) -> Gone {
+        let mut gone = Gone::default();
         let mut i = 0;
-        while i < chores.sweep.len() {
-            let broken = self.judge(&mut chores.sweep[i]).unwrap_or_else(|panic| {
+        while i < swept.len() {
+            let conn = &mut swept[i];
+            if !self.retained(conn) {
+                close.push(swept.remove(i));
+                gone.retired += 1;
+                continue;
+            }
+            let broken = self.judge(conn).unwrap_or_else(|panic| {
                 tracing::warn!(
                     target: "pool_core",
                     panic = %panic_message(&*panic),
@@ -281,16 +303,101 @@ impl<M: Manager> Shared<M> {
                 true
             });
             if broken {
-                chores.close.push(chores.sweep.remove(i));
-                lost += 1;
+                close.push(swept.remove(i));
+                gone.lost += 1;
             } else {
                 i += 1;
             }
         }
-        if lost > 0 {
-            tracing::info!(target: "pool_core", lost, "idle sweep closed connections found broken");
+        if gone.lost > 0 {
+            tracing::info!(target: "pool_core", lost = gone.lost, "idle sweep closed connections found broken");
         }
-        lost
+        gone
+    }
+
+    /// Does `conn` pass the `retain` predicates newer than its epoch? Moves it to the current
+    /// epoch if so. A cheap atomic comparison when there are none.
+    pub(crate) fn retained(&self, conn: &mut Conn<M::Connection>) -> bool {
+        let current = self.retain_epoch.load(Ordering::Acquire);
+        if conn.epoch >= current {
+            return true;
+        }
+        let pending: Vec<Predicate> = {
+            let retains = self.retains.lock();
+            // Predicates pruned from the list (more than RETAINS_KEPT calls ago) cannot be
+            // asked: such an old connection is closed.
+            if retains.first().is_some_and(|(e, _)| *e > conn.epoch + 1) {
+                return false;
+            }
+            retains
+                .iter()
+                .filter(|(e, _)| *e > conn.epoch)
+                .map(|(_, f)| Arc::clone(f))
+                .collect()
+        };
+        let keep = pending.iter().all(|f| self.ask(f, conn));
+        if keep {
+            conn.epoch = current;
+        }
+        keep
+    }
+
+    /// One predicate on one connection; a panic in it closes the connection.
+    fn ask(&self, f: &Predicate, conn: &Conn<M::Connection>) -> bool {
+        let info = conn.info();
+        catch_unwind(AssertUnwindSafe(|| f(&info))).unwrap_or_else(|panic| {
+            tracing::warn!(
+                target: "pool_core",
+                panic = %panic_message(&*panic),
+                "a retain predicate panicked; connection closed"
+            );
+            false
+        })
+    }
+
+    /// `Pool::retain`: idle connections the predicate rejects close now; the others (checked
+    /// out, being opened back by a sweep) are asked at their next checkout or return.
+    /// Returns how many closed now.
+    pub(crate) fn retain(&self, f: Predicate) -> usize {
+        let mut swept = Vec::new();
+        {
+            let mut st = self.state.lock();
+            let epoch = st.next_retain_epoch();
+            let mut retains = self.retains.lock();
+            retains.push((epoch, f));
+            if retains.len() > RETAINS_KEPT {
+                retains.remove(0);
+            }
+            drop(retains);
+            self.retain_epoch.store(epoch, Ordering::Release);
+            st.sweep_out(&mut swept);
+        }
+        let mut close = Vec::new();
+        // Every idle connection is older than this predicate: `retained` asks it (and any older
+        // one the connection has not seen).
+        let gone = self.sweep(&mut swept, &mut close);
+        let mut wake = Vec::new();
+        let mut closed_meanwhile = Vec::new();
+        self.state.lock().sweep_in(
+            &mut swept,
+            gone,
+            rt::now(),
+            &mut closed_meanwhile,
+            &mut wake,
+        );
+        for w in wake {
+            w.wake();
+        }
+        let n = close.len();
+        close
+            .into_iter()
+            .chain(closed_meanwhile)
+            .for_each(close_quietly);
+        if n > 0 {
+            self.signals.size_changed.notify_waiters();
+            self.signals.connector.notify_one();
+        }
+        n
     }
 
     pub(crate) fn close(&self) {

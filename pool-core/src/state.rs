@@ -35,13 +35,22 @@ use crate::error::{ConnectError, PoolError, TimeoutError};
 use crate::manager::ErrorClass;
 use crate::rt::Instant;
 use crate::slab::Slab;
-use crate::stats::{millis, Stats, Status};
+use crate::stats::{millis, ConnectionInfo, Stats, Status};
 use crate::waiters::{Queued, Waiters};
 
 /// A connection with the pool's bookkeeping.
 pub(crate) struct Conn<C> {
     pub(crate) raw: C,
+    /// The pool's number for it (1 for the first opened).
+    pub(crate) id: u64,
     pub(crate) created: Instant,
+    /// Checkouts so far.
+    pub(crate) uses: u64,
+    /// Retired when it comes back with this many uses (`max_uses`, jittered).
+    use_limit: Option<u64>,
+    /// The `retain` epoch it was last judged in (or opened in): predicates from later
+    /// `retain` calls still have to look at it.
+    pub(crate) epoch: u64,
     /// When `max_lifetime` (less this connection's jitter) retires it.
     expires: Option<Instant>,
     /// When it was last returned, opened or handed to a waiter: its idle age, and for a
@@ -51,6 +60,18 @@ pub(crate) struct Conn<C> {
     pub(crate) taken: Option<Instant>,
     /// Its entry in the leak watch while checked out with `leak_threshold` set.
     pub(crate) watch: Option<usize>,
+}
+
+impl<C> Conn<C> {
+    /// Its metadata; `last_used` is its stamp (the last return or hand-off) while idle.
+    pub(crate) fn info(&self) -> ConnectionInfo {
+        ConnectionInfo {
+            id: self.id,
+            created: self.created,
+            last_used: self.taken.unwrap_or(self.stamp),
+            uses: self.uses,
+        }
+    }
 }
 
 /// A checkout watched for leaks (only with `leak_threshold` set).
@@ -74,6 +95,7 @@ struct Rules {
     backoff_cap: Duration,
     max_idle: Option<Duration>,
     max_lifetime: Option<Duration>,
+    max_uses: Option<u64>,
     leak_threshold: Option<Duration>,
     adaptive_ceiling: bool,
 }
@@ -114,6 +136,9 @@ pub(crate) struct State<C, E> {
     retire_pending: usize,
     /// Idle connections out of the list for the idle sweep's look, still counted in `size`.
     sweeping: usize,
+    /// `try_get()` calls that found nothing idle since the last connect settled: demand for
+    /// the connector, without anyone queued.
+    tries: usize,
     /// Consecutive failed connects.
     failures: u32,
     /// No connect starts before this.
@@ -123,6 +148,10 @@ pub(crate) struct State<C, E> {
     /// When the timer task next looks at the queue (`None`: it is not sleeping on a deadline).
     timer_at: Option<Instant>,
     rng: u64,
+    /// The last connection id handed out.
+    last_id: u64,
+    /// `Pool::retain` calls so far.
+    retain_epoch: u64,
     stats: Stats,
     checkouts: Slab<Checkout>,
 }
@@ -205,6 +234,15 @@ pub(crate) struct Failure {
     pub(crate) waiting: usize,
 }
 
+/// Connections a sweep took out and closed (the caller closes them).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Gone {
+    /// Found broken: counted in `connections_lost`.
+    pub(crate) lost: usize,
+    /// Closed by `retain`.
+    pub(crate) retired: usize,
+}
+
 /// What the housekeeping pass found, moved out to be closed, logged and woken outside the
 /// lock. Kept by the housekeeper and reused, so a pass allocates nothing once warm.
 pub(crate) struct Chores<C> {
@@ -246,6 +284,7 @@ impl<C, E> State<C, E> {
                 backoff_cap: config.backoff_cap,
                 max_idle: config.max_idle,
                 max_lifetime: config.max_lifetime,
+                max_uses: config.max_uses,
                 leak_threshold: config.leak_threshold,
                 adaptive_ceiling: config.adaptive_ceiling,
             },
@@ -260,12 +299,15 @@ impl<C, E> State<C, E> {
             closed: false,
             retire_pending: 0,
             sweeping: 0,
+            tries: 0,
             failures: 0,
             retry_at: None,
             last_error: None,
             last_error_fatal: false,
             timer_at: None,
             rng: seed | 1,
+            last_id: 0,
+            retain_epoch: 0,
             stats: Stats::default(),
             checkouts: Slab::new(),
         }
@@ -388,6 +430,33 @@ impl<C, E> State<C, E> {
         }
     }
 
+    /// `Pool::retain`: a new epoch; returns it.
+    pub(crate) fn next_retain_epoch(&mut self) -> u64 {
+        self.retain_epoch += 1;
+        self.retain_epoch
+    }
+
+    /// `try_get()`: an idle connection if nobody is queued ahead, else `None` and a note of
+    /// the demand (whether to wake the connector comes second). Counted as a request only when
+    /// served; never as an error.
+    pub(crate) fn try_admit(&mut self) -> (Result<Option<Conn<C>>, PoolError<E>>, bool) {
+        if self.closed {
+            return (Err(PoolError::Closed), false);
+        }
+        if self.waiters.is_empty() {
+            let conn = match self.rules.queue_mode {
+                QueueMode::Lifo => self.idle.pop_back(),
+                QueueMode::Fifo => self.idle.pop_front(),
+            };
+            if let Some(conn) = conn {
+                self.stats.requests_num += 1;
+                return (Ok(Some(conn)), false);
+            }
+        }
+        self.tries = (self.tries + 1).min(self.max_size);
+        (Ok(None), self.wants_connect())
+    }
+
     /// A queued caller looks at its slot: `None` while it waits (its waker is updated), else
     /// what it was handed. `since` is when it queued, for the wait statistics.
     #[inline]
@@ -471,7 +540,8 @@ impl<C, E> State<C, E> {
             Outcome::Lost => self.stats.connections_lost += 1,
             Outcome::Discarded => {}
         }
-        let expired = conn.expires.is_some_and(|t| t <= now);
+        let expired = conn.expires.is_some_and(|t| t <= now)
+            || conn.use_limit.is_some_and(|limit| conn.uses >= limit);
         if outcome != Outcome::Healthy || self.closed || self.size > self.max_size || expired {
             self.size -= 1;
             self.stats.connections_closed += 1;
@@ -540,7 +610,8 @@ impl<C, E> State<C, E> {
         }
         let floor = self.min_size + self.retire_pending.min(self.max_size - self.min_size);
         // Connections out for the idle sweep come back within the housekeeper's pass.
-        let demand = self.waiters.len() > self.connecting + self.sweeping || open < floor;
+        let wanted = self.waiters.len() + self.tries;
+        let demand = wanted > self.connecting + self.sweeping || open < floor;
         if !demand {
             return false;
         }
@@ -583,6 +654,7 @@ impl<C, E> State<C, E> {
     ) -> Result<Released<C>, Failure> {
         let Approval(()) = approval;
         self.connecting -= 1;
+        self.tries = self.tries.saturating_sub(1);
         self.stats.connections_ms += millis(now.saturating_duration_since(started));
         match result {
             Ok(raw) => {
@@ -610,9 +682,18 @@ impl<C, E> State<C, E> {
                     let jitter = life.mul_f64(0.05 * self.random());
                     now + life.saturating_sub(jitter)
                 });
+                let use_limit = self.rules.max_uses.map(|max| {
+                    let jitter = (max as f64 * 0.05 * self.random()) as u64;
+                    max.saturating_sub(jitter).max(1)
+                });
+                self.last_id += 1;
                 let conn = Conn {
                     raw,
+                    id: self.last_id,
                     created: now,
+                    uses: 0,
+                    use_limit,
+                    epoch: self.retain_epoch,
                     expires,
                     stamp: now,
                     taken: None,
@@ -744,12 +825,12 @@ impl<C, E> State<C, E> {
     /// for a `has_broken` look outside the lock. Until [`State::sweep_in`] they still count as
     /// idle in the status, and as supply for the callers that queue meanwhile.
     pub(crate) fn sweep_out(&mut self, out: &mut Vec<Conn<C>>) {
-        debug_assert_eq!(self.sweeping, 0, "one sweep at a time");
         if self.closed {
             return;
         }
+        let before = out.len();
         out.extend(self.idle.drain(..));
-        self.sweeping = out.len();
+        self.sweeping += out.len() - before;
     }
 
     /// The idle sweep, second half: `lost` connections were found broken (the caller closes
@@ -760,24 +841,26 @@ impl<C, E> State<C, E> {
     pub(crate) fn sweep_in(
         &mut self,
         kept: &mut Vec<Conn<C>>,
-        lost: usize,
+        gone: Gone,
         now: Instant,
         close: &mut Vec<Conn<C>>,
         wake: &mut Vec<Waker>,
     ) {
-        debug_assert_eq!(self.sweeping, kept.len() + lost);
-        self.sweeping = 0;
-        self.size -= lost;
-        self.stats.connections_lost += lost as u64;
-        self.stats.connections_closed += lost as u64;
+        let removed = gone.lost + gone.retired;
+        self.sweeping -= kept.len() + removed;
+        self.size -= removed;
+        self.stats.connections_lost += gone.lost as u64;
+        self.stats.connections_closed += removed as u64;
         if self.closed {
             self.size -= kept.len();
             self.stats.connections_closed += kept.len() as u64;
             close.append(kept);
             return;
         }
-        for conn in kept.drain(..).rev() {
-            self.idle.push_front(conn);
+        // In stamp order: another sweep may have put its connections back meanwhile.
+        for conn in kept.drain(..) {
+            let at = self.idle.partition_point(|c| c.stamp <= conn.stamp);
+            self.idle.insert(at, conn);
         }
         while !self.waiters.is_empty() {
             let conn = match self.rules.queue_mode {
@@ -1341,7 +1424,16 @@ mod tests {
         let _broken = out.remove(1);
         let _ = open(&mut st, 4, t0 + secs(10));
         let (mut close, mut wake) = (Vec::new(), Vec::new());
-        st.sweep_in(&mut out, 1, t0 + secs(11), &mut close, &mut wake);
+        st.sweep_in(
+            &mut out,
+            Gone {
+                lost: 1,
+                retired: 0,
+            },
+            t0 + secs(11),
+            &mut close,
+            &mut wake,
+        );
         assert!(out.is_empty() && close.is_empty() && wake.is_empty());
         let s = st.status();
         assert_eq!((s.size, s.idle), (3, 3));
@@ -1374,7 +1466,13 @@ mod tests {
         assert!(!wake_connector, "the swept connection covers it");
         assert!(matches!(st.approve_connect(t0), Next::Sleep));
         let (mut close, mut wake) = (Vec::new(), Vec::new());
-        st.sweep_in(&mut out, 0, t0 + secs(2), &mut close, &mut wake);
+        st.sweep_in(
+            &mut out,
+            Gone::default(),
+            t0 + secs(2),
+            &mut close,
+            &mut wake,
+        );
         assert_eq!(wake.len(), 1, "the waiter is woken");
         let Some(Ok(conn)) = st.poll_waiter(queued.key, &waker(), t0 + secs(1)) else {
             panic!("the waiter was handed the swept connection")
@@ -1395,7 +1493,7 @@ mod tests {
         let idle = st.close(&mut Vec::new()).expect("first close");
         assert!(idle.is_empty());
         let (mut close, mut wake) = (Vec::new(), Vec::new());
-        st.sweep_in(&mut out, 0, t0, &mut close, &mut wake);
+        st.sweep_in(&mut out, Gone::default(), t0, &mut close, &mut wake);
         assert_eq!(close.len(), 2);
         assert!(st.is_drained());
         assert_eq!(st.stats().connections_closed, 2);

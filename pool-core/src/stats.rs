@@ -28,6 +28,22 @@ pub struct Status {
     pub ceiling: usize,
 }
 
+/// What the pool knows about one connection ([`Object::info`](crate::Object::info),
+/// [`Pool::retain`](crate::Pool::retain)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ConnectionInfo {
+    /// The pool's number for it: 1 for the first connection opened, and so on.
+    pub id: u64,
+    /// When it was opened.
+    pub created: crate::rt::Instant,
+    /// When it was last checked out (for an idle connection), or when the current checkout
+    /// began.
+    pub last_used: crate::rt::Instant,
+    /// Checkouts so far, the current one included.
+    pub uses: u64,
+}
+
 /// Cumulative counters since the pool was built, named like psycopg_pool's `get_stats()`.
 ///
 /// Eventually consistent, like [`Status`].
