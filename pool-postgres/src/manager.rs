@@ -216,7 +216,12 @@ impl PgManager<NoTls> {
 }
 
 impl<T> PgManager<T> {
-    fn build(config: tokio_postgres::Config, tls: T) -> Result<Self, PgError> {
+    fn build(mut config: tokio_postgres::Config, tls: T) -> Result<Self, PgError> {
+        if config.get_application_name().is_none() {
+            if let Some(name) = program_name() {
+                config.application_name(&name);
+            }
+        }
         if config.get_hosts().is_empty() && config.get_hostaddrs().is_empty() {
             return Err(PgError::Config(
                 "no host given (set host= or use postgres://host/...)".into(),
@@ -675,6 +680,14 @@ async fn check_budget(client: &Client, floor: usize) {
             tracing::debug!(target: "pool_postgres", error = %e, "could not read the connection budget")
         }
     }
+}
+
+/// The running program's file name, the default `application_name` (so `pg_stat_activity`
+/// says which service a backend belongs to).
+fn program_name() -> Option<String> {
+    let exe = std::env::current_exe().ok()?;
+    let name = exe.file_stem()?.to_string_lossy().into_owned();
+    (!name.is_empty()).then_some(name)
 }
 
 /// The server a connection is on, as it reports itself (several hosts in the string).

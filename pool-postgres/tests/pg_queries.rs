@@ -61,3 +61,38 @@ async fn concurrent_queries_reuse_a_few_connections() {
         .await
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn application_name_defaults_to_the_program_name() {
+    let url = require_server!();
+    let manager = PgManager::from_url(&url).unwrap();
+    let expected = std::env::current_exe()
+        .unwrap()
+        .file_stem()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    assert_eq!(
+        manager.config().get_application_name(),
+        Some(expected.as_str())
+    );
+    let pool = Pool::builder(manager).max_size(1).build().unwrap();
+    let conn = pool.get().await.unwrap();
+    let row = conn
+        .query_one(
+            "SELECT application_name FROM pg_stat_activity WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        row.get::<_, String>(0),
+        expected,
+        "seen in pg_stat_activity"
+    );
+    // A name in the URL wins.
+    let named = PgManager::from_url(&format!("{url}?application_name=billing"))
+        .or_else(|_| PgManager::from_url(&format!("{url} application_name=billing")))
+        .unwrap();
+    assert_eq!(named.config().get_application_name(), Some("billing"));
+}
