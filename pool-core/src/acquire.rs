@@ -155,25 +155,50 @@ async fn ready<M: Manager>(
     let mut obj = Object::new(Arc::clone(shared), conn);
     // Asked with the connection already in its guard: a panic here returns it.
     let check = by_policy || shared.manager.needs_check(obj.conn_mut());
-    if !check {
-        return Ready::Out(obj, now);
-    }
-    obj.checking = true;
-    let limit = shared.config.check_timeout;
-    let checked = rt::timeout(limit, shared.manager.check(obj.conn_mut())).await;
-    obj.checking = false;
-    let end = rt::now();
-    match checked {
-        Ok(Ok(())) => return Ready::Out(obj, end),
-        Ok(Err(e)) => {
-            tracing::info!(target: "pool_core", error = %e, "health check failed; connection discarded")
+    let mut end = now;
+    if check {
+        obj.checking = true;
+        let limit = shared.config.check_timeout;
+        let checked = rt::timeout(limit, shared.manager.check(obj.conn_mut())).await;
+        obj.checking = false;
+        end = rt::now();
+        match checked {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::info!(target: "pool_core", error = %e, "health check failed; connection discarded");
+                Object::lose(obj);
+                return Ready::FailedCheck(end);
+            }
+            Err(_) => {
+                tracing::info!(target: "pool_core", timeout_ms = millis(limit), "health check timed out; connection discarded");
+                Object::lose(obj);
+                return Ready::FailedCheck(end);
+            }
         }
-        Err(_) => {
-            tracing::info!(target: "pool_core", timeout_ms = millis(limit), "health check timed out; connection discarded")
+    }
+    if let Some(hook) = &shared.hooks.before_checkout {
+        // Cancelled or panicking mid-hook: `checking` has the guard discard the connection.
+        obj.checking = true;
+        let info = obj.info();
+        let limit = shared.config.hook_timeout;
+        let ran = rt::timeout(limit, hook(obj.conn_mut(), &info)).await;
+        obj.checking = false;
+        end = rt::now();
+        match ran {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::info!(target: "pool_core", error = %e, "before_checkout hook failed; connection discarded");
+                Object::discard(obj);
+                return Ready::FailedCheck(end);
+            }
+            Err(_) => {
+                tracing::info!(target: "pool_core", timeout_ms = millis(limit), "before_checkout hook timed out; connection discarded");
+                Object::discard(obj);
+                return Ready::FailedCheck(end);
+            }
         }
     }
-    Object::lose(obj);
-    Ready::FailedCheck(end)
+    Ready::Out(obj, end)
 }
 
 /// `try_get()`: an idle connection if one is free and nobody is queued, else `None` at once

@@ -88,6 +88,9 @@ pub struct Config {
     /// connection at a time, instead of retrying at the configured ceiling. The configured
     /// ceiling comes back after three successful connects in a row. Default on.
     pub adaptive_ceiling: bool,
+    /// The longest a lifecycle hook (`after_connect`, `before_checkout`) may run; one that
+    /// takes longer costs its connection. Default 5 s.
+    pub hook_timeout: Duration,
 }
 
 impl Default for Config {
@@ -111,6 +114,7 @@ impl Default for Config {
             housekeeping_interval: Duration::from_secs(1),
             leak_threshold: None,
             adaptive_ceiling: true,
+            hook_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -182,6 +186,7 @@ impl Config {
             ));
         }
         nonzero("housekeeping_interval", self.housekeeping_interval)?;
+        nonzero("hook_timeout", self.hook_timeout)?;
         if let Some(d) = self.leak_threshold {
             nonzero("leak_threshold", d)?;
         }

@@ -63,7 +63,36 @@ async fn connect_one<M: Manager>(shared: Arc<Shared<M>>, approval: Approval) {
         Ok(Err(message)) => Err(ConnectError::Panicked(message)),
         Err(_) => Err(ConnectError::TimedOut(limit)),
     };
+    let result = match (result, &shared.hooks.after_connect) {
+        (Ok(mut conn), Some(hook)) => {
+            let hook_limit = shared.config.hook_timeout;
+            match rt::timeout(hook_limit, catch_panic(hook(&mut conn))).await {
+                Ok(Ok(Ok(()))) => Ok(conn),
+                failed => {
+                    let why: Arc<str> = match failed {
+                        Ok(Ok(Err(e))) => format!("failed: {e}").into(),
+                        Ok(Err(message)) => format!("panicked: {message}").into(),
+                        _ => format!("timed out after {hook_limit:?}").into(),
+                    };
+                    close_quietly_raw(conn);
+                    Err(ConnectError::Hook(why))
+                }
+            }
+        }
+        (result, _) => result,
+    };
     shared.connect_done(approval, result, started);
+}
+
+/// Closes a connection the pool never counted; a panic in its `Drop` is logged.
+fn close_quietly_raw<C>(conn: C) {
+    if let Err(panic) = catch_unwind(AssertUnwindSafe(move || drop(conn))) {
+        tracing::warn!(
+            target: "pool_core",
+            panic = %panic_message(&*panic),
+            "a connection panicked while the pool closed it"
+        );
+    }
 }
 
 /// Runs `fut`, turning a panic in it into `Err` with the panic's message, so the approval is

@@ -116,6 +116,12 @@ pub const ENV_VARS: &[EnvVar] = &[
         apply: |c, v| optional(v, seconds).map(|x| c.leak_threshold = x),
     },
     EnvVar {
+        suffix: "HOOK_TIMEOUT",
+        field: "hook_timeout",
+        expects: "seconds",
+        apply: |c, v| seconds(v).map(|x| c.hook_timeout = x),
+    },
+    EnvVar {
         suffix: "ADAPTIVE_CEILING",
         field: "adaptive_ceiling",
         expects: "'on' or 'off'",
@@ -281,6 +287,7 @@ mod tests {
             ("CONNECT_CONCURRENCY", "2"),
             ("LEAK_THRESHOLD", "60"),
             ("ADAPTIVE_CEILING", "off"),
+            ("HOOK_TIMEOUT", "9"),
         ];
         assert_eq!(ENV_VARS.len(), fields.len());
         for (i, var) in ENV_VARS.iter().enumerate() {

@@ -71,6 +71,9 @@ pub enum ConnectError<E> {
     /// The manager's `connect` panicked, with this message. Counted as a failed connect and
     /// retried with backoff, like a transient error.
     Panicked(Arc<str>),
+    /// The connection opened, but the `after_connect` hook failed, timed out or panicked
+    /// (this says which); the connection was closed. Retried like a transient error.
+    Hook(Arc<str>),
 }
 
 impl<E> Clone for ConnectError<E> {
@@ -79,6 +82,7 @@ impl<E> Clone for ConnectError<E> {
             ConnectError::Backend(e) => ConnectError::Backend(Arc::clone(e)),
             ConnectError::TimedOut(d) => ConnectError::TimedOut(*d),
             ConnectError::Panicked(m) => ConnectError::Panicked(Arc::clone(m)),
+            ConnectError::Hook(m) => ConnectError::Hook(Arc::clone(m)),
         }
     }
 }
@@ -89,6 +93,7 @@ impl<E: fmt::Display> fmt::Display for ConnectError<E> {
             ConnectError::Backend(e) => write!(f, "{e}"),
             ConnectError::TimedOut(d) => write!(f, "connect timed out after {d:?}"),
             ConnectError::Panicked(m) => write!(f, "connect panicked: {m}"),
+            ConnectError::Hook(m) => write!(f, "after_connect hook: {m}"),
         }
     }
 }

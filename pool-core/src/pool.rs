@@ -10,6 +10,7 @@ use std::time::Duration;
 use crate::acquire;
 use crate::config::{CheckPolicy, Config, QueueMode};
 use crate::error::{ConfigError, PoolError};
+use crate::hooks::{HookFuture, Hooks};
 use crate::manager::Manager;
 use crate::object::Object;
 use crate::shared::Shared;
@@ -58,6 +59,7 @@ impl<M: Manager> Pool<M> {
         PoolBuilder {
             manager,
             config: Config::default(),
+            hooks: Hooks::default(),
         }
     }
 
@@ -66,7 +68,12 @@ impl<M: Manager> Pool<M> {
     /// # Errors
     /// As [`PoolBuilder::build`].
     pub fn new(manager: M, config: Config) -> Result<Self, ConfigError> {
-        PoolBuilder { manager, config }.build()
+        PoolBuilder {
+            manager,
+            config,
+            hooks: Hooks::default(),
+        }
+        .build()
     }
 
     /// Checks out a connection, waiting up to the configured `wait_timeout`.
@@ -288,9 +295,10 @@ impl<M: Manager> Pool<M> {
 /// Builds a [`Pool`]: every [`Config`] field has a setter; [`build`](PoolBuilder::build)
 /// validates them.
 #[derive(Debug)]
-pub struct PoolBuilder<M> {
+pub struct PoolBuilder<M: Manager> {
     manager: M,
     config: Config,
+    hooks: Hooks<M::Connection>,
 }
 
 macro_rules! setters {
@@ -343,6 +351,53 @@ impl<M: Manager> PoolBuilder<M> {
         leak_threshold: Option<Duration>,
         /// See [`Config::adaptive_ceiling`].
         adaptive_ceiling: bool,
+        /// See [`Config::hook_timeout`].
+        hook_timeout: Duration,
+    }
+
+    /// Runs `hook` on every new connection in the background connector, before the connection
+    /// is first offered (session setup: `SET search_path`, `application_name`, prepared
+    /// statements). A hook that fails, panics or outlasts `hook_timeout` closes the connection
+    /// and counts as a failed connect ([`ConnectError::Hook`](crate::ConnectError::Hook)),
+    /// retried with backoff; no caller sees it.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// # let (manager, _backend) = pool_testkit::FakeManager::new();
+    /// let pool = pool_core::Pool::builder(manager)
+    ///     .after_connect(|conn| Box::pin(async move {
+    ///         // e.g. conn.batch_execute("SET search_path TO app").await?;
+    ///         let _ = conn.id();
+    ///         Ok(())
+    ///     }))
+    ///     .build()
+    ///     .unwrap();
+    /// # drop(pool);
+    /// # }
+    /// ```
+    pub fn after_connect(
+        mut self,
+        hook: impl for<'a> Fn(&'a mut M::Connection) -> HookFuture<'a> + Send + Sync + 'static,
+    ) -> Self {
+        self.hooks.after_connect = Some(Box::new(hook));
+        self
+    }
+
+    /// Runs `hook` on the caller's task before every checkout, after any health check, with
+    /// the connection's [`ConnectionInfo`]. A hook that fails, panics or outlasts
+    /// `hook_timeout` closes the connection, and the caller is served by another (within its
+    /// wait timeout). A caller cancelled during the hook leaves the connection closed, not
+    /// returned.
+    pub fn before_checkout(
+        mut self,
+        hook: impl for<'a> Fn(&'a mut M::Connection, &'a ConnectionInfo) -> HookFuture<'a>
+            + Send
+            + Sync
+            + 'static,
+    ) -> Self {
+        self.hooks.before_checkout = Some(Box::new(hook));
+        self
     }
 
     /// Replaces the whole configuration.
@@ -373,7 +428,7 @@ impl<M: Manager> PoolBuilder<M> {
         }
         let mut manager = self.manager;
         manager.configure(&self.config);
-        let shared = Arc::new(Shared::new(manager, self.config));
+        let shared = Arc::new(Shared::new(manager, self.config, self.hooks));
         let signals = Arc::clone(&shared.signals);
         rt::spawn(connector::run(
             Arc::downgrade(&shared),

@@ -28,6 +28,7 @@ use tokio::sync::Notify;
 
 use crate::config::Config;
 use crate::error::ConnectError;
+use crate::hooks::Hooks;
 use crate::manager::{ErrorClass, Manager};
 use crate::rt::{self, Instant};
 use crate::state::{Approval, Chores, Conn, Gone, Outcome, Released, State};
@@ -49,6 +50,7 @@ pub(crate) struct Signals {
 pub(crate) struct Shared<M: Manager> {
     pub(crate) manager: M,
     pub(crate) config: Config,
+    pub(crate) hooks: Hooks<M::Connection>,
     pub(crate) state: Mutex<State<M::Connection, M::Error>>,
     pub(crate) signals: Arc<Signals>,
     /// Live `Pool` handles; the last one to go closes the pool.
@@ -66,12 +68,13 @@ pub(crate) type Predicate = Arc<dyn Fn(&ConnectionInfo) -> bool + Send + Sync>;
 const RETAINS_KEPT: usize = 64;
 
 impl<M: Manager> Shared<M> {
-    pub(crate) fn new(manager: M, config: Config) -> Self {
+    pub(crate) fn new(manager: M, config: Config, hooks: Hooks<M::Connection>) -> Self {
         let seed = RandomState::new().build_hasher().finish();
         let state = Mutex::new(State::new(&config, seed));
         Shared {
             manager,
             config,
+            hooks,
             state,
             signals: Arc::new(Signals {
                 connector: Notify::new(),
@@ -175,7 +178,9 @@ impl<M: Manager> Shared<M> {
                         },
                     )
                 }
-                ConnectError::TimedOut(_) | ConnectError::Panicked(_) => ErrorClass::Transient,
+                ConnectError::TimedOut(_) | ConnectError::Panicked(_) | ConnectError::Hook(_) => {
+                    ErrorClass::Transient
+                }
             };
             (err, class)
         });
