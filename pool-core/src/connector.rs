@@ -97,7 +97,7 @@ fn close_quietly_raw<C>(conn: C) {
 
 /// Runs `fut`, turning a panic in it into `Err` with the panic's message, so the approval is
 /// always settled and the connector carries on.
-async fn catch_panic<F: Future>(fut: F) -> Result<F::Output, Arc<str>> {
+pub(crate) async fn catch_panic<F: Future>(fut: F) -> Result<F::Output, Arc<str>> {
     let mut fut = pin!(fut);
     poll_fn(
         |cx| match catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx))) {

@@ -114,6 +114,9 @@ impl<M: Manager> Drop for Object<M> {
         }
         match self.shared.judge(&mut conn) {
             Ok(true) => self.shared.release(conn, Outcome::Broken),
+            Ok(false) if self.shared.hooks.after_return.is_some() => {
+                Shared::after_return(&self.shared, conn)
+            }
             Ok(false) => self.shared.release(conn, Outcome::Healthy),
             Err(panic) => {
                 // The pool's accounting first, then the panic goes on to the caller (unless

@@ -400,6 +400,23 @@ impl<M: Manager> PoolBuilder<M> {
         self
     }
 
+    /// Runs `hook` on every connection that comes back healthy, in a background task, never
+    /// on the returning caller's task (dropping an [`Object`] stays synchronous). Until it
+    /// finishes the connection is neither idle nor handed to a waiter (it counts as in use),
+    /// and waiters are served by other connections. A hook that fails, panics or outlasts
+    /// `hook_timeout` closes the connection. Outside a Tokio runtime the hook cannot run, and
+    /// the connection is closed instead of being returned unreset.
+    pub fn after_return(
+        mut self,
+        hook: impl for<'a> Fn(&'a mut M::Connection, &'a ConnectionInfo) -> HookFuture<'a>
+            + Send
+            + Sync
+            + 'static,
+    ) -> Self {
+        self.hooks.after_return = Some(Box::new(hook));
+        self
+    }
+
     /// Replaces the whole configuration.
     pub fn config(mut self, config: Config) -> Self {
         self.config = config;

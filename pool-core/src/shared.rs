@@ -109,6 +109,47 @@ impl<M: Manager> Shared<M> {
         catch_unwind(AssertUnwindSafe(|| self.manager.has_broken(&mut conn.raw)))
     }
 
+    /// A healthy connection came back and an `after_return` hook is set: the hook runs in a
+    /// task of its own, then the connection is released (closed if the hook failed).
+    pub(crate) fn after_return(this: &Arc<Self>, mut conn: Conn<M::Connection>) {
+        if !rt::has_runtime() {
+            tracing::debug!(target: "pool_core", "returned outside a runtime: after_return cannot run; connection closed");
+            this.release(conn, Outcome::Discarded);
+            return;
+        }
+        let shared = Arc::clone(this);
+        rt::spawn(async move {
+            let outcome = {
+                let Some(hook) = &shared.hooks.after_return else {
+                    return shared.release(conn, Outcome::Healthy);
+                };
+                let info = conn.info();
+                let limit = shared.config.hook_timeout;
+                let ran = rt::timeout(
+                    limit,
+                    crate::connector::catch_panic(hook(&mut conn.raw, &info)),
+                )
+                .await;
+                match ran {
+                    Ok(Ok(Ok(()))) => Outcome::Healthy,
+                    Ok(Ok(Err(e))) => {
+                        tracing::info!(target: "pool_core", error = %e, "after_return hook failed; connection discarded");
+                        Outcome::Discarded
+                    }
+                    Ok(Err(panic)) => {
+                        tracing::warn!(target: "pool_core", panic = %panic, "after_return hook panicked; connection discarded");
+                        Outcome::Discarded
+                    }
+                    Err(_) => {
+                        tracing::info!(target: "pool_core", timeout_ms = millis(limit), "after_return hook timed out; connection discarded");
+                        Outcome::Discarded
+                    }
+                }
+            };
+            shared.release(conn, outcome);
+        });
+    }
+
     /// A queued caller goes away before taking what it was handed.
     pub(crate) fn leave(&self, key: usize) {
         let released = self.state.lock().leave(key);

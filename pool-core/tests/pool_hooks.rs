@@ -164,3 +164,76 @@ async fn a_caller_cancelled_during_before_checkout_leaves_the_connection_closed(
     let conn = pool.get().await.unwrap();
     assert_eq!(conn.id(), 2);
 }
+
+#[tokio::test(start_paused = true)]
+async fn after_return_runs_in_the_background_and_holds_the_connection_until_done() {
+    let (builder, backend) = fake(1, 2);
+    let resets = Arc::new(AtomicU64::new(0));
+    let r = Arc::clone(&resets);
+    let pool = builder
+        .after_return(move |conn, info| {
+            let r = Arc::clone(&r);
+            let fail = conn.id() == 1 && info.uses == 2;
+            Box::pin(async move {
+                tokio::time::sleep(ms(100)).await;
+                r.fetch_add(1, Ordering::SeqCst);
+                if fail {
+                    return Err(HookError::from("ROLLBACK failed"));
+                }
+                Ok(())
+            })
+        })
+        .build()
+        .unwrap();
+    pool.wait_ready(secs(1)).await.unwrap();
+    let conn = pool.get().await.unwrap();
+    assert_eq!(conn.id(), 1);
+    drop(conn);
+    // The drop returned at once; the hook runs in the background meanwhile.
+    assert_eq!(resets.load(Ordering::SeqCst), 0);
+    settle().await;
+    let s = pool.status();
+    assert_eq!(
+        (s.idle, s.in_use),
+        (0, 1),
+        "neither idle nor handed out: {s:?}"
+    );
+    // A caller now is served by another connection, not by the one being reset.
+    let other = pool.get().await.unwrap();
+    assert_eq!(other.id(), 2);
+    tokio::time::sleep(ms(150)).await;
+    assert_eq!(resets.load(Ordering::SeqCst), 1);
+    assert_eq!(pool.status().idle, 1, "back once the hook finished");
+    drop(other);
+    // Connection 2 is still being reset: the next caller gets 1, whose second return fails
+    // its hook and closes it.
+    let one = pool.get().await.unwrap();
+    assert_eq!(one.id(), 1);
+    drop(one);
+    tokio::time::sleep(ms(300)).await;
+    assert_eq!(backend.closed(), 1, "the failed reset closed it");
+    assert_accounted(&pool, &backend, 0);
+}
+
+#[test]
+fn after_return_outside_a_runtime_closes_the_connection() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (pool, backend, conn) = rt.block_on(async {
+        let (builder, backend) = fake(1, 1);
+        let pool = builder
+            .after_return(|_conn, _info| Box::pin(async { Ok(()) }))
+            .build()
+            .unwrap();
+        let conn = pool.get().await.unwrap();
+        (pool, backend, conn)
+    });
+    // Dropped on a thread with no runtime: the hook cannot run, so the connection is not
+    // returned unreset.
+    std::thread::spawn(move || drop(conn)).join().unwrap();
+    assert_eq!(backend.closed(), 1);
+    assert_eq!(pool.status().in_use, 0);
+    drop(rt);
+}

@@ -42,7 +42,7 @@ mod tls;
 pub use budget::Budget;
 pub use error::PgError;
 pub use keepalive::Keepalives;
-pub use manager::{PgConnection, PgManager, PgTls, ProviderError};
+pub use manager::{reset, PgConnection, PgManager, PgTls, ProviderError, Reset};
 pub use preset::{
     checkpointer, checkpointer_config, checkpointer_with_prefix, CHECKPOINTER_ENV_PREFIX,
 };

@@ -96,3 +96,52 @@ async fn application_name_defaults_to_the_program_name() {
         .unwrap();
     assert_eq!(named.config().get_application_name(), Some("billing"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_or_a_setting_left_behind_is_reset_before_the_next_borrower() {
+    let url = require_server!();
+    for (how, setting_kept) in [
+        (pool_postgres::Reset::Rollback, true),
+        (pool_postgres::Reset::DiscardAll, false),
+    ] {
+        let manager = PgManager::from_url(&url).unwrap();
+        let pool = Pool::builder(manager)
+            .max_size(1)
+            .after_return(pool_postgres::reset(how))
+            .build()
+            .unwrap();
+        let conn = pool.get().await.unwrap();
+        // A setting (its own statement), then a transaction left open with a temp table.
+        conn.batch_execute("SET application_name = 'left_behind'")
+            .await
+            .unwrap();
+        conn.batch_execute("BEGIN; CREATE TEMP TABLE t (x int)")
+            .await
+            .unwrap();
+        drop(conn);
+        // The next borrower (the same connection: max 1) finds the transaction rolled back.
+        let conn = pool.get().await.unwrap();
+        let row = conn
+            .query_one(
+                "SELECT to_regclass('pg_temp.t') IS NULL, current_setting('application_name')",
+                &[],
+            )
+            .await
+            .unwrap();
+        assert!(
+            row.get::<_, bool>(0),
+            "{how:?}: the open transaction (and its temp table) was rolled back"
+        );
+        let app: String = row.get(1);
+        assert_eq!(
+            app == "left_behind",
+            setting_kept,
+            "{how:?}: application_name {app}"
+        );
+        assert_eq!(
+            pool.stats().connections_num,
+            1,
+            "{how:?}: the same connection, reset"
+        );
+    }
+}
