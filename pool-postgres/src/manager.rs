@@ -64,6 +64,8 @@ pub struct PgManager<T = NoTls> {
     password: Option<PasswordProvider>,
     /// The pool's floor, to compare with the connection budget at the first connect.
     budget_floor: Option<usize>,
+    /// SQL run on every new connection before the pool offers it.
+    setup_sql: Option<Arc<str>>,
     health: Arc<Health>,
 }
 
@@ -241,6 +243,7 @@ impl<T> PgManager<T> {
             connect_timeout: None,
             password: None,
             budget_floor: None,
+            setup_sql: None,
             health: Arc::new(Health::default()),
         })
     }
@@ -258,6 +261,7 @@ impl<T> PgManager<T> {
             connect_timeout: self.connect_timeout,
             password: self.password,
             budget_floor: self.budget_floor,
+            setup_sql: self.setup_sql,
             health: self.health,
         }
     }
@@ -286,6 +290,15 @@ impl<T> PgManager<T> {
             let fut = provider();
             Box::pin(async move { fut.await.map_err(Into::into) })
         }));
+        self
+    }
+
+    /// Runs `sql` (one or more statements, as a simple query) on every new connection before
+    /// the pool offers it: `SET search_path TO app`, `SET statement_timeout = '5s'`. If it
+    /// fails, the connect fails with its error (retried with backoff, or fatal by SQLSTATE,
+    /// as any connect error).
+    pub fn after_connect_sql(mut self, sql: impl Into<String>) -> Self {
+        self.setup_sql = Some(Arc::from(sql.into()));
         self
     }
 
@@ -627,6 +640,9 @@ impl<T: PgTls> PgManager<T> {
                 }
             }
         });
+        if let Some(sql) = &self.setup_sql {
+            client.batch_execute(sql).await?;
+        }
         if let Some(floor) = self.budget_floor {
             if !self.health.budget_read.swap(true, Ordering::AcqRel) {
                 check_budget(&client, floor).await;

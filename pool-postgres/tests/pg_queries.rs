@@ -145,3 +145,42 @@ async fn a_transaction_or_a_setting_left_behind_is_reset_before_the_next_borrowe
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_connect_sql_sets_up_every_new_connection() {
+    let url = require_server!();
+    let manager = PgManager::from_url(&url)
+        .unwrap()
+        .after_connect_sql("SET search_path TO pg_catalog; SET statement_timeout = '7s'");
+    let pool = Pool::builder(manager)
+        .min_size(2)
+        .max_size(2)
+        .build()
+        .unwrap();
+    pool.wait_ready(Duration::from_secs(10)).await.unwrap();
+    for _ in 0..2 {
+        let conn = pool.get().await.unwrap();
+        let row = conn
+            .query_one(
+                "SELECT current_setting('search_path'), current_setting('statement_timeout')",
+                &[],
+            )
+            .await
+            .unwrap();
+        assert_eq!(row.get::<_, String>(0), "pg_catalog");
+        assert_eq!(row.get::<_, String>(1), "7s");
+    }
+
+    // Bad setup SQL: the connect fails with the server's error, named; no caller gets a
+    // half-set-up connection.
+    let manager = PgManager::from_url(&url)
+        .unwrap()
+        .after_connect_sql("SET no_such_setting = 1");
+    let pool = Pool::builder(manager)
+        .max_size(1)
+        .wait_timeout(Some(Duration::from_millis(500)))
+        .build()
+        .unwrap();
+    let err = pool.get().await.expect_err("setup fails");
+    assert!(err.to_string().contains("no_such_setting"), "{err}");
+}
