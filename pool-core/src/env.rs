@@ -24,6 +24,14 @@ pub struct EnvVar {
     apply: fn(&mut Config, &str) -> Result<(), String>,
 }
 
+impl EnvVar {
+    /// Parses `value` as this variable takes it and sets the field.
+    #[cfg_attr(not(feature = "serde"), allow(dead_code))]
+    pub(crate) fn set(&self, config: &mut Config, value: &str) -> Result<(), String> {
+        (self.apply)(config, value)
+    }
+}
+
 impl std::fmt::Debug for EnvVar {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EnvVar")
@@ -114,6 +122,30 @@ pub const ENV_VARS: &[EnvVar] = &[
         field: "leak_threshold",
         expects: "seconds, or 'off'",
         apply: |c, v| optional(v, seconds).map(|x| c.leak_threshold = x),
+    },
+    EnvVar {
+        suffix: "BACKOFF_BASE",
+        field: "backoff_base",
+        expects: "seconds",
+        apply: |c, v| seconds(v).map(|x| c.backoff_base = x),
+    },
+    EnvVar {
+        suffix: "BACKOFF_CAP",
+        field: "backoff_cap",
+        expects: "seconds",
+        apply: |c, v| seconds(v).map(|x| c.backoff_cap = x),
+    },
+    EnvVar {
+        suffix: "SLOW_ACQUIRE_THRESHOLD",
+        field: "slow_acquire_threshold",
+        expects: "seconds, or 'off'",
+        apply: |c, v| optional(v, seconds).map(|x| c.slow_acquire_threshold = x),
+    },
+    EnvVar {
+        suffix: "HOUSEKEEPING_INTERVAL",
+        field: "housekeeping_interval",
+        expects: "seconds",
+        apply: |c, v| seconds(v).map(|x| c.housekeeping_interval = x),
     },
     EnvVar {
         suffix: "HOOK_TIMEOUT",
@@ -288,6 +320,10 @@ mod tests {
             ("LEAK_THRESHOLD", "60"),
             ("ADAPTIVE_CEILING", "off"),
             ("HOOK_TIMEOUT", "9"),
+            ("BACKOFF_BASE", "0.5"),
+            ("BACKOFF_CAP", "9"),
+            ("SLOW_ACQUIRE_THRESHOLD", "off"),
+            ("HOUSEKEEPING_INTERVAL", "3"),
         ];
         assert_eq!(ENV_VARS.len(), fields.len());
         for (i, var) in ENV_VARS.iter().enumerate() {

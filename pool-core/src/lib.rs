@@ -84,6 +84,8 @@ mod manager;
 mod object;
 mod pool;
 mod rt;
+#[cfg(feature = "serde")]
+mod serde_config;
 mod shared;
 mod slab;
 mod state;
