@@ -253,12 +253,48 @@ fn count(v: &str) -> Result<usize, String> {
     usize::from_str(v).map_err(|e| format!("is not a whole number ({e})"))
 }
 
-fn seconds(v: &str) -> Result<Duration, String> {
-    let secs = f64::from_str(v).map_err(|_| "is not a number of seconds".to_string())?;
+/// A duration: a number of seconds (`300`, `0.5`), or a number with a unit (`250ms`, `30s`,
+/// `5m`, `1h`).
+pub(crate) fn seconds(v: &str) -> Result<Duration, String> {
+    let v = v.trim();
+    let (number, scale) = if let Some(n) = v.strip_suffix("ms") {
+        (n, 0.001)
+    } else if let Some(n) = v.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = v.strip_suffix('m') {
+        (n, 60.0)
+    } else if let Some(n) = v.strip_suffix('h') {
+        (n, 3600.0)
+    } else {
+        (v, 1.0)
+    };
+    let value = f64::from_str(number.trim())
+        .map_err(|_| "is not a duration (seconds, or a number with ms, s, m or h)".to_string())?;
+    let secs = value * scale;
     if !secs.is_finite() || secs < 0.0 {
-        return Err("is not a finite, non-negative number of seconds".into());
+        return Err("is not a finite, non-negative duration".into());
     }
     Duration::try_from_secs_f64(secs).map_err(|_| "is too large".into())
+}
+
+/// A duration written the way [`seconds`] reads it back: `1h`, `5m`, `30s`, `250ms`, or
+/// fractional seconds.
+#[cfg_attr(not(feature = "serde"), allow(dead_code))]
+pub(crate) fn human(d: Duration) -> String {
+    let ms = d.as_millis();
+    if d.subsec_nanos() % 1_000_000 != 0 {
+        format!("{}s", d.as_secs_f64())
+    } else if ms == 0 {
+        "0s".into()
+    } else if ms % 3_600_000 == 0 {
+        format!("{}h", ms / 3_600_000)
+    } else if ms % 60_000 == 0 {
+        format!("{}m", ms / 60_000)
+    } else if ms % 1000 == 0 {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{ms}ms")
+    }
 }
 
 fn optional<T>(v: &str, parse: fn(&str) -> Result<T, String>) -> Result<Option<T>, String> {
@@ -343,6 +379,22 @@ mod tests {
     fn parsers_say_what_is_wrong() {
         assert_eq!(seconds("1.5"), Ok(Duration::from_millis(1500)));
         assert!(seconds("-1").unwrap_err().contains("non-negative"));
+        assert_eq!(seconds("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(seconds("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(seconds("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(seconds("1.5h"), Ok(Duration::from_secs(5400)));
+        assert!(seconds("5 minutes").is_err());
+        for d in [1, 250, 1000, 30_000, 300_000, 3_600_000, 5_400_000] {
+            let d = Duration::from_millis(d);
+            assert_eq!(seconds(&human(d)), Ok(d), "{}", human(d));
+        }
+        assert_eq!(human(Duration::from_secs(300)), "5m");
+        assert_eq!(human(Duration::from_millis(10)), "10ms");
+        let odd = Duration::from_nanos(1_500_000_123);
+        assert_eq!(
+            seconds(&human(odd)).map(|d| d.as_micros()),
+            Ok(odd.as_micros())
+        );
         assert!(seconds("inf").unwrap_err().contains("finite"));
         assert!(seconds("1e300").unwrap_err().contains("too large"));
         assert!(count("x").unwrap_err().contains("whole number"));

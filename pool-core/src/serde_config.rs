@@ -1,7 +1,8 @@
 //! `Config` as serde data (the `serde` feature): the field names, with the values the
-//! environment variables take (numbers of seconds, `"off"` or null for none, `"always"`,
-//! `"never"`, `"lifo"`, `"fifo"`, booleans), parsed by the same code as the environment
-//! table, so a TOML file, the `config` crate or JSON say what they mean the same way.
+//! environment variables take (durations as `"300s"`, `"5m"`, `"250ms"` or a number of
+//! seconds, `"off"` or null for none, `"always"`, `"never"`, `"lifo"`, `"fifo"`, booleans),
+//! parsed by the same code as the environment table, so a TOML file, the `config` crate or
+//! JSON say what they mean the same way. Written back with human durations.
 
 use std::fmt;
 use std::time::Duration;
@@ -11,7 +12,7 @@ use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::config::{CheckPolicy, Config, QueueMode};
-use crate::env::ENV_VARS;
+use crate::env::{human, ENV_VARS};
 
 /// One field's value as it came: rendered as the environment variable would be written.
 struct Raw(String);
@@ -89,16 +90,13 @@ impl<'de> Deserialize<'de> for Config {
     }
 }
 
-fn secs(d: Duration) -> f64 {
-    d.as_secs_f64()
-}
-
 impl Serialize for Config {
-    /// Every field, in the form [`Deserialize`] reads back: seconds as numbers, `"off"` for
-    /// none.
+    /// Every field, in the form [`Deserialize`] reads back: human durations (`"5m"`), `"off"`
+    /// for none.
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut m = s.serialize_map(None)?;
-        let opt = |d: Option<Duration>| d.map_or(Out::Str("off".into()), |d| Out::Num(secs(d)));
+        let dur = |d: Duration| Out::Str(human(d));
+        let opt = |d: Option<Duration>| d.map_or(Out::Str("off".into()), dur);
         for var in ENV_VARS {
             let value = match var.field {
                 "min_size" => Out::Int(self.min_size as u64),
@@ -107,13 +105,13 @@ impl Serialize for Config {
                 "max_lifetime" => opt(self.max_lifetime),
                 "max_uses" => self.max_uses.map_or(Out::Str("off".into()), Out::Int),
                 "wait_timeout" => opt(self.wait_timeout),
-                "connect_timeout" => Out::Num(secs(self.connect_timeout)),
+                "connect_timeout" => dur(self.connect_timeout),
                 "check" => match self.check {
                     CheckPolicy::Always => Out::Str("always".into()),
                     CheckPolicy::Never => Out::Str("never".into()),
-                    CheckPolicy::IdleLongerThan(d) => Out::Num(secs(d)),
+                    CheckPolicy::IdleLongerThan(d) => dur(d),
                 },
-                "check_timeout" => Out::Num(secs(self.check_timeout)),
+                "check_timeout" => dur(self.check_timeout),
                 "queue_mode" => Out::Str(
                     match self.queue_mode {
                         QueueMode::Lifo => "lifo",
@@ -125,12 +123,12 @@ impl Serialize for Config {
                     .max_waiting
                     .map_or(Out::Str("off".into()), |n| Out::Int(n as u64)),
                 "connect_concurrency" => Out::Int(self.connect_concurrency as u64),
-                "backoff_base" => Out::Num(secs(self.backoff_base)),
-                "backoff_cap" => Out::Num(secs(self.backoff_cap)),
+                "backoff_base" => dur(self.backoff_base),
+                "backoff_cap" => dur(self.backoff_cap),
                 "slow_acquire_threshold" => opt(self.slow_acquire_threshold),
-                "housekeeping_interval" => Out::Num(secs(self.housekeeping_interval)),
+                "housekeeping_interval" => dur(self.housekeeping_interval),
                 "leak_threshold" => opt(self.leak_threshold),
-                "hook_timeout" => Out::Num(secs(self.hook_timeout)),
+                "hook_timeout" => dur(self.hook_timeout),
                 "adaptive_ceiling" => Out::Bool(self.adaptive_ceiling),
                 other => unreachable!("ENV_VARS names a field the serializer does not: {other}"),
             };
@@ -142,7 +140,6 @@ impl Serialize for Config {
 
 enum Out {
     Int(u64),
-    Num(f64),
     Str(String),
     Bool(bool),
 }
@@ -151,7 +148,6 @@ impl Serialize for Out {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
             Out::Int(n) => s.serialize_u64(*n),
-            Out::Num(n) => s.serialize_f64(*n),
             Out::Str(v) => s.serialize_str(v),
             Out::Bool(b) => s.serialize_bool(*b),
         }

@@ -216,7 +216,7 @@ fn every_bad_env_value_names_the_variable_and_the_value() {
         ("APP_POOL_MAX_IDLE", "inf"),
         ("APP_POOL_MAX_IDLE", "1e300"),
         ("APP_POOL_MAX_LIFETIME", "never"),
-        ("APP_POOL_WAIT_TIMEOUT", "30s"),
+        ("APP_POOL_WAIT_TIMEOUT", "30 sec"),
         ("APP_POOL_CONNECT_TIMEOUT", "off"),
         ("APP_POOL_CHECK", "sometimes"),
         ("APP_POOL_CHECK_TIMEOUT", "x"),

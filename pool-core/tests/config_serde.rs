@@ -12,9 +12,10 @@ fn a_toml_file_sets_the_fields_it_names_and_leaves_the_rest_at_their_defaults() 
         r#"
         min_size = 1
         max_size = 4
-        max_idle = 300
+        max_idle = "5m"
         max_lifetime = "off"
         wait_timeout = 2.5
+        check_timeout = "250ms"
         check = "always"
         queue_mode = "fifo"
         max_uses = 1000
@@ -26,6 +27,7 @@ fn a_toml_file_sets_the_fields_it_names_and_leaves_the_rest_at_their_defaults() 
     assert_eq!(config.max_idle, Some(Duration::from_secs(300)));
     assert_eq!(config.max_lifetime, None);
     assert_eq!(config.wait_timeout, Some(Duration::from_millis(2500)));
+    assert_eq!(config.check_timeout, Duration::from_millis(250));
     assert_eq!(config.check, CheckPolicy::Always);
     assert_eq!(config.queue_mode, QueueMode::Fifo);
     assert_eq!(config.max_uses, Some(1000));
@@ -67,6 +69,11 @@ fn a_configuration_round_trips_through_toml_and_json() {
         ..Config::default()
     };
     let text = toml::to_string(&config).unwrap();
+    assert!(
+        text.contains("max_lifetime = \"1h\""),
+        "human durations: {text}"
+    );
+    assert!(text.contains("check = \"250ms\""), "{text}");
     assert_eq!(toml::from_str::<Config>(&text).unwrap(), config, "{text}");
     let json = serde_json::to_string(&config).unwrap();
     assert_eq!(
