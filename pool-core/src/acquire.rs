@@ -35,6 +35,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use tracing::Instrument;
+
 use crate::config::CheckPolicy;
 use crate::error::PoolError;
 use crate::manager::Manager;
@@ -72,6 +74,7 @@ pub(crate) async fn acquire<M: Manager>(
         arrival: Arrival::New,
         ticket: None,
         since: None,
+        span: None,
     };
     loop {
         let Got {
@@ -80,6 +83,9 @@ pub(crate) async fn acquire<M: Manager>(
             from_idle,
         } = entry.next().await?;
         let since = entry.since.unwrap_or(now);
+        if let (Some(span), Some(since)) = (&entry.span, entry.since) {
+            span.record("waited_ms", millis(now.saturating_duration_since(since)));
+        }
         let (obj, end) = match ready(shared, conn, now, from_idle, caller).await {
             Ready::Out(obj, end) => (obj, end),
             Ready::Dead => {
@@ -181,7 +187,10 @@ async fn ready<M: Manager>(
         obj.checking = true;
         let info = obj.info();
         let limit = shared.config.hook_timeout;
-        let ran = rt::timeout(limit, hook(obj.conn_mut(), &info)).await;
+        let span = tracing::debug_span!(target: "pool_core", "pool.before_checkout", pool = %shared.name, conn = info.id);
+        let ran = rt::timeout(limit, hook(obj.conn_mut(), &info))
+            .instrument(span)
+            .await;
         obj.checking = false;
         end = rt::now();
         match ran {
@@ -264,6 +273,8 @@ struct Entry<'a, M: Manager> {
     ticket: Option<u64>,
     /// When this `get()` first came to the pool.
     since: Option<Instant>,
+    /// The `pool.wait` span, once it has queued.
+    span: Option<tracing::Span>,
 }
 
 impl<M: Manager> Entry<'_, M> {
@@ -272,6 +283,8 @@ impl<M: Manager> Entry<'_, M> {
     async fn next(&mut self) -> Next<M> {
         let mut own_timer = pin!(None::<rt::Sleep>);
         poll_fn(|cx| {
+            let span = self.span.clone();
+            let _entered = span.as_ref().map(tracing::Span::enter);
             if let Poll::Ready(r) = self.poll_slot(cx) {
                 return Poll::Ready(r);
             }
@@ -329,6 +342,15 @@ impl<M: Manager> Entry<'_, M> {
             } => {
                 self.key = Some(queued.key);
                 self.ticket = Some(queued.ticket);
+                if self.span.is_none() {
+                    // Only a caller that waits gets a span: the fast path stays free of it.
+                    self.span = Some(tracing::debug_span!(
+                        target: "pool_core",
+                        "pool.wait",
+                        pool = %shared.name,
+                        waited_ms = tracing::field::Empty,
+                    ));
+                }
                 if wake_connector {
                     shared.signals.connector.notify_one();
                 }

@@ -19,6 +19,8 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::task::Poll;
 
+use tracing::Instrument;
+
 use crate::error::ConnectError;
 use crate::manager::Manager;
 use crate::rt;
@@ -55,6 +57,11 @@ pub(crate) async fn run<M: Manager>(pool: Weak<Shared<M>>, signals: Arc<Signals>
 }
 
 async fn connect_one<M: Manager>(shared: Arc<Shared<M>>, approval: Approval) {
+    let span = tracing::debug_span!(target: "pool_core", "pool.connect", pool = %shared.name);
+    connect_and_settle(shared, approval).instrument(span).await
+}
+
+async fn connect_and_settle<M: Manager>(shared: Arc<Shared<M>>, approval: Approval) {
     let started = rt::now();
     let limit = shared.config.connect_timeout;
     let result = match rt::timeout(limit, catch_panic(shared.manager.connect())).await {
@@ -66,7 +73,11 @@ async fn connect_one<M: Manager>(shared: Arc<Shared<M>>, approval: Approval) {
     let result = match (result, &shared.hooks.after_connect) {
         (Ok(mut conn), Some(hook)) => {
             let hook_limit = shared.config.hook_timeout;
-            match rt::timeout(hook_limit, catch_panic(hook(&mut conn))).await {
+            let span = tracing::debug_span!(target: "pool_core", "pool.after_connect", pool = %shared.name);
+            match rt::timeout(hook_limit, catch_panic(hook(&mut conn)))
+                .instrument(span)
+                .await
+            {
                 Ok(Ok(Ok(()))) => Ok(conn),
                 failed => {
                     let why: Arc<str> = match failed {

@@ -60,6 +60,7 @@ impl<M: Manager> Pool<M> {
             manager,
             config: Config::default(),
             hooks: Hooks::default(),
+            name: Arc::from("pool"),
         }
     }
 
@@ -72,6 +73,7 @@ impl<M: Manager> Pool<M> {
             manager,
             config,
             hooks: Hooks::default(),
+            name: Arc::from("pool"),
         }
         .build()
     }
@@ -170,6 +172,11 @@ impl<M: Manager> Pool<M> {
             }
             let _ = rt::timeout_at(deadline, changed).await;
         }
+    }
+
+    /// The name set on the builder (`"pool"` by default).
+    pub fn name(&self) -> &str {
+        &self.shared.name
     }
 
     /// A snapshot of sizes and the queue (eventually consistent).
@@ -299,6 +306,7 @@ pub struct PoolBuilder<M: Manager> {
     manager: M,
     config: Config,
     hooks: Hooks<M::Connection>,
+    name: Arc<str>,
 }
 
 macro_rules! setters {
@@ -353,6 +361,14 @@ impl<M: Manager> PoolBuilder<M> {
         adaptive_ceiling: bool,
         /// See [`Config::hook_timeout`].
         hook_timeout: Duration,
+    }
+
+    /// Names the pool (default `"pool"`): the `pool` field of its tracing spans
+    /// (`pool.wait` around a `get()` that waits, with `waited_ms`; `pool.connect`;
+    /// `pool.after_connect`, `pool.before_checkout`, `pool.after_return` around hooks).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Arc::from(name.into());
+        self
     }
 
     /// Runs `hook` on every new connection in the background connector, before the connection
@@ -445,7 +461,7 @@ impl<M: Manager> PoolBuilder<M> {
         }
         let mut manager = self.manager;
         manager.configure(&self.config);
-        let shared = Arc::new(Shared::new(manager, self.config, self.hooks));
+        let shared = Arc::new(Shared::new(manager, self.config, self.hooks, self.name));
         let signals = Arc::clone(&shared.signals);
         rt::spawn(connector::run(
             Arc::downgrade(&shared),

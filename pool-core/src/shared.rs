@@ -26,6 +26,8 @@ use std::task::Waker;
 
 use tokio::sync::Notify;
 
+use tracing::Instrument;
+
 use crate::config::Config;
 use crate::error::ConnectError;
 use crate::hooks::Hooks;
@@ -51,6 +53,8 @@ pub(crate) struct Shared<M: Manager> {
     pub(crate) manager: M,
     pub(crate) config: Config,
     pub(crate) hooks: Hooks<M::Connection>,
+    /// The pool's name, in spans (and metrics labels).
+    pub(crate) name: Arc<str>,
     pub(crate) state: Mutex<State<M::Connection, M::Error>>,
     pub(crate) signals: Arc<Signals>,
     /// Live `Pool` handles; the last one to go closes the pool.
@@ -68,13 +72,19 @@ pub(crate) type Predicate = Arc<dyn Fn(&ConnectionInfo) -> bool + Send + Sync>;
 const RETAINS_KEPT: usize = 64;
 
 impl<M: Manager> Shared<M> {
-    pub(crate) fn new(manager: M, config: Config, hooks: Hooks<M::Connection>) -> Self {
+    pub(crate) fn new(
+        manager: M,
+        config: Config,
+        hooks: Hooks<M::Connection>,
+        name: Arc<str>,
+    ) -> Self {
         let seed = RandomState::new().build_hasher().finish();
         let state = Mutex::new(State::new(&config, seed));
         Shared {
             manager,
             config,
             hooks,
+            name,
             state,
             signals: Arc::new(Signals {
                 connector: Notify::new(),
@@ -125,10 +135,12 @@ impl<M: Manager> Shared<M> {
                 };
                 let info = conn.info();
                 let limit = shared.config.hook_timeout;
+                let span = tracing::debug_span!(target: "pool_core", "pool.after_return", pool = %shared.name, conn = info.id);
                 let ran = rt::timeout(
                     limit,
                     crate::connector::catch_panic(hook(&mut conn.raw, &info)),
                 )
+                .instrument(span)
                 .await;
                 match ran {
                     Ok(Ok(Ok(()))) => Outcome::Healthy,
