@@ -95,7 +95,7 @@ pub(crate) async fn acquire<M: Manager>(
             Ready::FailedCheck(end) => {
                 if timeout.is_some_and(|t| end >= since + t) {
                     let mut st = shared.state.lock();
-                    st.count_error();
+                    st.count_timeout();
                     return Err(st.timeout_error(since, end));
                 }
                 entry.arrival = Arrival::Again {
@@ -104,6 +104,8 @@ pub(crate) async fn acquire<M: Manager>(
                 continue;
             }
         };
+        #[cfg(feature = "metrics")]
+        shared.metrics.waited(end.saturating_duration_since(since));
         if let Some(slow) = shared.config.slow_acquire_threshold {
             let total = end.saturating_duration_since(since);
             if total > slow {
@@ -207,6 +209,8 @@ async fn ready<M: Manager>(
             }
         }
     }
+    #[cfg(feature = "metrics")]
+    shared.metrics.checkouts.increment(1);
     Ready::Out(obj, end)
 }
 
@@ -370,7 +374,7 @@ impl<M: Manager> Entry<'_, M> {
         let handed = match self.key.take() {
             Some(key) => st.time_out_waiter(key, since, now),
             None => {
-                st.count_error();
+                st.count_timeout();
                 Err(st.timeout_error(since, now))
             }
         };

@@ -81,6 +81,8 @@ mod error;
 mod hooks;
 mod housekeeping;
 mod manager;
+#[cfg(feature = "metrics")]
+mod metrics;
 mod object;
 mod pool;
 mod rt;
@@ -98,6 +100,8 @@ pub use env::{EnvVar, ENV_VARS};
 pub use error::{ConfigError, ConnectError, PoolError, TimeoutError};
 pub use hooks::{HookError, HookFuture};
 pub use manager::{ErrorClass, Manager};
+#[cfg(feature = "metrics")]
+pub use metrics::METRICS;
 pub use object::Object;
 pub use pool::{Pool, PoolBuilder};
 pub use stats::{ConnectionInfo, Stats, Status};

@@ -55,6 +55,8 @@ pub(crate) struct Shared<M: Manager> {
     pub(crate) hooks: Hooks<M::Connection>,
     /// The pool's name, in spans (and metrics labels).
     pub(crate) name: Arc<str>,
+    #[cfg(feature = "metrics")]
+    pub(crate) metrics: crate::metrics::PoolMetrics,
     pub(crate) state: Mutex<State<M::Connection, M::Error>>,
     pub(crate) signals: Arc<Signals>,
     /// Live `Pool` handles; the last one to go closes the pool.
@@ -84,6 +86,8 @@ impl<M: Manager> Shared<M> {
             manager,
             config,
             hooks,
+            #[cfg(feature = "metrics")]
+            metrics: crate::metrics::PoolMetrics::register(&name),
             name,
             state,
             signals: Arc::new(Signals {
@@ -102,6 +106,11 @@ impl<M: Manager> Shared<M> {
     #[inline]
     pub(crate) fn release(&self, conn: Conn<M::Connection>, outcome: Outcome) {
         let now = rt::now();
+        #[cfg(feature = "metrics")]
+        if let Some(taken) = conn.taken {
+            self.metrics
+                .checked_in(now.saturating_duration_since(taken));
+        }
         let released = self.state.lock().release(conn, outcome, now);
         if outcome == Outcome::Broken {
             tracing::debug!(target: "pool_core", "closing a connection returned broken");
@@ -239,6 +248,9 @@ impl<M: Manager> Shared<M> {
         });
         let failed = result.as_ref().err().cloned();
         let now = rt::now();
+        #[cfg(feature = "metrics")]
+        self.metrics
+            .connected(now.saturating_duration_since(started));
         let mut wake: Vec<Waker> = Vec::new();
         let (settled, was_full, full, ceiling) = {
             let mut st = self.state.lock();
@@ -306,7 +318,10 @@ impl<M: Manager> Shared<M> {
                     &mut chores.wake,
                 );
             }
-            st.housekeep(now, cap, chores)
+            let next = st.housekeep(now, cap, chores);
+            #[cfg(feature = "metrics")]
+            self.metrics.publish(&st.status(), &st.stats());
+            next
         };
         for w in chores.wake.drain(..) {
             w.wake();
@@ -467,9 +482,22 @@ impl<M: Manager> Shared<M> {
             w.wake();
         }
         idle.into_iter().for_each(close_quietly);
+        self.publish();
         self.signals.connector.notify_one();
         self.signals.housekeeper.notify_one();
         self.signals.size_changed.notify_waiters();
+    }
+
+    /// Publishes the gauges and counters now (the housekeeper does on every pass).
+    pub(crate) fn publish(&self) {
+        #[cfg(feature = "metrics")]
+        {
+            let (status, stats) = {
+                let st = self.state.lock();
+                (st.status(), st.stats())
+            };
+            self.metrics.publish(&status, &stats);
+        }
     }
 }
 

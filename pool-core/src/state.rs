@@ -493,14 +493,20 @@ impl<C, E> State<C, E> {
             Ok(conn) => {
                 self.stats.requests_wait_ms += millis(conn.stamp.saturating_duration_since(since))
             }
-            Err(_) => self.stats.requests_errors += 1,
+            Err(e) => {
+                self.stats.requests_errors += 1;
+                if e.is_timeout() {
+                    self.stats.requests_timeouts += 1;
+                }
+            }
         }
     }
 
-    /// A caller counts as failed without having waited in the queue (its connection failed
-    /// the check and its time ran out).
-    pub(crate) fn count_error(&mut self) {
+    /// A caller timed out without having waited in the queue (its connection failed the
+    /// check as its time ran out).
+    pub(crate) fn count_timeout(&mut self) {
         self.stats.requests_errors += 1;
+        self.stats.requests_timeouts += 1;
     }
 
     /// A queued caller goes away (cancelled): its slot is freed, and a connection handed to it
@@ -540,9 +546,16 @@ impl<C, E> State<C, E> {
             Outcome::Lost => self.stats.connections_lost += 1,
             Outcome::Discarded => {}
         }
-        let expired = conn.expires.is_some_and(|t| t <= now)
-            || conn.use_limit.is_some_and(|limit| conn.uses >= limit);
-        if outcome != Outcome::Healthy || self.closed || self.size > self.max_size || expired {
+        let aged = conn.expires.is_some_and(|t| t <= now);
+        let worn = conn.use_limit.is_some_and(|limit| conn.uses >= limit);
+        if outcome != Outcome::Healthy || self.closed || self.size > self.max_size || aged || worn {
+            if outcome == Outcome::Healthy && !self.closed && self.size <= self.max_size {
+                if worn {
+                    self.stats.closed_max_uses += 1;
+                } else {
+                    self.stats.closed_lifetime += 1;
+                }
+            }
             self.size -= 1;
             self.stats.connections_closed += 1;
             return Released {
@@ -703,6 +716,11 @@ impl<C, E> State<C, E> {
             }
             Err((err, class)) => {
                 self.stats.connections_errors += 1;
+                match class {
+                    ErrorClass::Fatal => self.stats.connections_errors_fatal += 1,
+                    ErrorClass::ServerFull => self.stats.connections_errors_full += 1,
+                    ErrorClass::Transient => {}
+                }
                 self.failures = self.failures.saturating_add(1);
                 let delay = self.backoff_delay();
                 self.retry_at = Some(now + delay);
@@ -850,6 +868,7 @@ impl<C, E> State<C, E> {
         self.sweeping -= kept.len() + removed;
         self.size -= removed;
         self.stats.connections_lost += gone.lost as u64;
+        self.stats.closed_retain += gone.retired as u64;
         self.stats.connections_closed += removed as u64;
         if self.closed {
             self.size -= kept.len();
@@ -918,7 +937,10 @@ impl<C, E> State<C, E> {
         if let Some(max_idle) = self.rules.max_idle {
             while self.size - (out.len() - before) > self.min_size {
                 match self.idle.front() {
-                    Some(c) if c.stamp + max_idle <= now => out.extend(self.idle.pop_front()),
+                    Some(c) if c.stamp + max_idle <= now => {
+                        out.extend(self.idle.pop_front());
+                        self.stats.closed_idle += 1;
+                    }
                     _ => break,
                 }
             }
@@ -934,6 +956,7 @@ impl<C, E> State<C, E> {
                 let room = open + self.connecting + pending < self.max_size;
                 if open > self.min_size || !room {
                     out.extend(self.idle.remove(i));
+                    self.stats.closed_lifetime += 1;
                     continue;
                 }
                 pending += 1;

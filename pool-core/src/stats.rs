@@ -58,6 +58,8 @@ pub struct Stats {
     pub requests_wait_ms: u64,
     /// Requests that ended in an error (timeout, fatal backend error, closed, shed).
     pub requests_errors: u64,
+    /// Of those, timeouts.
+    pub requests_timeouts: u64,
     /// Total time connections spent checked out, in milliseconds.
     pub usage_ms: u64,
     /// Connections returned broken (`has_broken`) and closed.
@@ -68,6 +70,10 @@ pub struct Stats {
     pub connections_ms: u64,
     /// Failed connect attempts.
     pub connections_errors: u64,
+    /// Of those, errors classified fatal.
+    pub connections_errors_fatal: u64,
+    /// Of those, refusals because the server was full.
+    pub connections_errors_full: u64,
     /// Connections found dead at checkout (`has_broken`, or a failed or timed-out health
     /// check) and discarded.
     pub connections_lost: u64,
@@ -75,6 +81,14 @@ pub struct Stats {
     /// check, resize, close). A connection detached with `Object::take` is not counted: the
     /// pool did not close it.
     pub connections_closed: u64,
+    /// Of those, closed by the idle shrink (`max_idle`).
+    pub closed_idle: u64,
+    /// Of those, retired at `max_lifetime`.
+    pub closed_lifetime: u64,
+    /// Of those, retired at `max_uses`.
+    pub closed_max_uses: u64,
+    /// Of those, closed by `retain`.
+    pub closed_retain: u64,
 }
 
 pub(crate) fn millis(d: Duration) -> u64 {

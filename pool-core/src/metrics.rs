@@ -1,0 +1,156 @@
+//! Metrics through the `metrics` facade (the `metrics` feature). Every handle is registered
+//! once, when the pool is built, with the label `pool` = the pool's name, so recording on the
+//! hot path allocates nothing. Gauges and counters are published from `status()` and `stats()`
+//! on every housekeeping pass (at most `housekeeping_interval` old) and when the pool closes;
+//! histograms and the checkout counter are recorded as things happen.
+
+use std::time::Duration;
+
+use metrics::{counter, gauge, histogram, Counter, Gauge, Histogram};
+
+use crate::stats::{Stats, Status};
+
+/// Every metric's name, kind and what it measures (the README's table comes from this list).
+pub const METRICS: &[(&str, &str, &str)] = &[
+    (
+        "pool_connections",
+        "gauge",
+        "open connections (idle + in use)",
+    ),
+    ("pool_connections_idle", "gauge", "idle connections"),
+    (
+        "pool_connections_in_use",
+        "gauge",
+        "checked-out connections",
+    ),
+    ("pool_waiting", "gauge", "callers queued for a connection"),
+    ("pool_connecting", "gauge", "connects in flight"),
+    (
+        "pool_ceiling",
+        "gauge",
+        "the ceiling in effect (lowered while the server is full)",
+    ),
+    ("pool_checkouts_total", "counter", "connections handed out"),
+    (
+        "pool_timeouts_total",
+        "counter",
+        "get() calls that timed out",
+    ),
+    ("pool_connect_attempts_total", "counter", "connects tried"),
+    (
+        "pool_connect_failures_total",
+        "counter",
+        "failed connects, by `class`: transient, fatal, server_full",
+    ),
+    (
+        "pool_connections_closed_total",
+        "counter",
+        "connections closed, by `reason`: idle, lifetime, max_uses, retain, broken, other",
+    ),
+    (
+        "pool_wait_seconds",
+        "histogram",
+        "time from get() to a connection",
+    ),
+    ("pool_connect_seconds", "histogram", "time one connect took"),
+    (
+        "pool_checkout_seconds",
+        "histogram",
+        "time a connection stayed checked out",
+    ),
+];
+
+pub(crate) struct PoolMetrics {
+    size: Gauge,
+    idle: Gauge,
+    in_use: Gauge,
+    waiting: Gauge,
+    connecting: Gauge,
+    ceiling: Gauge,
+    pub(crate) checkouts: Counter,
+    timeouts: Counter,
+    connect_attempts: Counter,
+    failures_transient: Counter,
+    failures_fatal: Counter,
+    failures_full: Counter,
+    closed_idle: Counter,
+    closed_lifetime: Counter,
+    closed_max_uses: Counter,
+    closed_retain: Counter,
+    closed_broken: Counter,
+    closed_other: Counter,
+    wait: Histogram,
+    connect: Histogram,
+    checkout: Histogram,
+}
+
+impl PoolMetrics {
+    pub(crate) fn register(name: &str) -> PoolMetrics {
+        let pool = name.to_string();
+        let failures = |class: &'static str| counter!("pool_connect_failures_total", "pool" => pool.clone(), "class" => class);
+        let closed = |reason: &'static str| counter!("pool_connections_closed_total", "pool" => pool.clone(), "reason" => reason);
+        PoolMetrics {
+            size: gauge!("pool_connections", "pool" => pool.clone()),
+            idle: gauge!("pool_connections_idle", "pool" => pool.clone()),
+            in_use: gauge!("pool_connections_in_use", "pool" => pool.clone()),
+            waiting: gauge!("pool_waiting", "pool" => pool.clone()),
+            connecting: gauge!("pool_connecting", "pool" => pool.clone()),
+            ceiling: gauge!("pool_ceiling", "pool" => pool.clone()),
+            checkouts: counter!("pool_checkouts_total", "pool" => pool.clone()),
+            timeouts: counter!("pool_timeouts_total", "pool" => pool.clone()),
+            connect_attempts: counter!("pool_connect_attempts_total", "pool" => pool.clone()),
+            failures_transient: failures("transient"),
+            failures_fatal: failures("fatal"),
+            failures_full: failures("server_full"),
+            closed_idle: closed("idle"),
+            closed_lifetime: closed("lifetime"),
+            closed_max_uses: closed("max_uses"),
+            closed_retain: closed("retain"),
+            closed_broken: closed("broken"),
+            closed_other: closed("other"),
+            wait: histogram!("pool_wait_seconds", "pool" => pool.clone()),
+            connect: histogram!("pool_connect_seconds", "pool" => pool.clone()),
+            checkout: histogram!("pool_checkout_seconds", "pool" => pool),
+        }
+    }
+
+    /// Gauges and counters from a snapshot taken under the lock.
+    pub(crate) fn publish(&self, s: &Status, st: &Stats) {
+        self.size.set(s.size as f64);
+        self.idle.set(s.idle as f64);
+        self.in_use.set(s.in_use as f64);
+        self.waiting.set(s.waiting as f64);
+        self.connecting.set(s.connecting as f64);
+        self.ceiling.set(s.ceiling as f64);
+        self.timeouts.absolute(st.requests_timeouts);
+        self.connect_attempts
+            .absolute(st.connections_num + st.connections_errors);
+        let special = st.connections_errors_fatal + st.connections_errors_full;
+        self.failures_transient
+            .absolute(st.connections_errors.saturating_sub(special));
+        self.failures_fatal.absolute(st.connections_errors_fatal);
+        self.failures_full.absolute(st.connections_errors_full);
+        let broken = st.returns_bad + st.connections_lost;
+        let named =
+            st.closed_idle + st.closed_lifetime + st.closed_max_uses + st.closed_retain + broken;
+        self.closed_idle.absolute(st.closed_idle);
+        self.closed_lifetime.absolute(st.closed_lifetime);
+        self.closed_max_uses.absolute(st.closed_max_uses);
+        self.closed_retain.absolute(st.closed_retain);
+        self.closed_broken.absolute(broken);
+        self.closed_other
+            .absolute(st.connections_closed.saturating_sub(named));
+    }
+
+    pub(crate) fn waited(&self, d: Duration) {
+        self.wait.record(d.as_secs_f64());
+    }
+
+    pub(crate) fn connected(&self, d: Duration) {
+        self.connect.record(d.as_secs_f64());
+    }
+
+    pub(crate) fn checked_in(&self, d: Duration) {
+        self.checkout.record(d.as_secs_f64());
+    }
+}
