@@ -4,6 +4,7 @@
 //! ```text
 //! cargo run --release --example elastic                      # the built-in fake backend
 //! cargo run --release --example elastic -- --url postgres://postgres@127.0.0.1/postgres
+//! cargo run --release --example elastic -- --plot pool.svg  # and draw the pool's shape
 //! DATABASE_URL=postgres://... cargo run --release --example elastic
 //! ```
 //!
@@ -90,39 +91,140 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
-fn database_url() -> Result<Option<String>, String> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.as_slice() {
-        [] => Ok(std::env::var("DATABASE_URL")
-            .ok()
-            .filter(|u| !u.trim().is_empty())),
-        [flag, url] if flag == "--url" => Ok(Some(url.clone())),
-        [arg] if arg.starts_with("--url=") => Ok(Some(arg["--url=".len()..].to_string())),
-        [arg] if arg == "-h" || arg == "--help" => {
-            println!("usage: elastic [--url POSTGRES_URL]   (or set DATABASE_URL; default: the fake backend)");
-            std::process::exit(0);
-        }
-        [flag] if flag == "--url" => Err("--url needs a value".to_string()),
-        other => Err(format!("unexpected arguments {other:?} (try --help)")),
-    }
+/// The command line: `--url URL` (else `DATABASE_URL`, else the fake backend) and
+/// `--plot FILE.svg`.
+struct Args {
+    url: Option<String>,
+    plot: Option<String>,
 }
+
+const USAGE: &str = "usage: elastic [--url POSTGRES_URL] [--plot FILE.svg]   (or set DATABASE_URL; default: the fake backend)";
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        url: std::env::var("DATABASE_URL")
+            .ok()
+            .filter(|u| !u.trim().is_empty()),
+        plot: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
+            _ => (arg.clone(), None),
+        };
+        let mut value = || {
+            inline
+                .clone()
+                .or_else(|| it.next())
+                .ok_or_else(|| format!("{flag} needs a value"))
+        };
+        match flag.as_str() {
+            "--url" => args.url = Some(value()?),
+            "--plot" => args.plot = Some(value()?),
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            other => return Err(format!("unexpected argument {other:?} (try --help)")),
+        }
+    }
+    Ok(args)
+}
+
+/// Where `--plot` asked the picture to go.
+static PLOT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
 
 #[tokio::main]
 async fn main() {
-    let url = match database_url() {
-        Ok(u) => u,
+    let args = match parse_args() {
+        Ok(a) => a,
         Err(e) => {
             eprintln!("elastic: {e}");
             std::process::exit(2);
         }
     };
-    let ok = match url {
+    let _ = PLOT.set(args.plot);
+    let ok = match args.url {
         None => run_fake().await,
         Some(url) => run_postgres(&url).await,
     };
     if !ok {
         std::process::exit(1);
     }
+}
+
+/// One status sample: seconds since the start, and the pool's shape.
+type Sample = (f64, Status);
+
+/// An SVG of size, idle, in use and waiting over time, with the floor and the ceiling
+/// marked and the phases named (no plotting dependency: lines and text).
+fn svg(samples: &[Sample], phases: &[(f64, &str)]) -> String {
+    let (w, h, left, right, top, bottom) = (900.0, 420.0, 60.0, 150.0, 30.0, 50.0);
+    let t_max = samples.last().map_or(1.0, |s| s.0).max(1.0);
+    let y_max = samples
+        .iter()
+        .map(|(_, s)| s.size.max(s.waiting).max(s.max_size))
+        .max()
+        .unwrap_or(1)
+        .max(1) as f64
+        + 1.0;
+    let x = |t: f64| left + (w - left - right) * t / t_max;
+    let y = |v: f64| top + (h - top - bottom) * (1.0 - v / y_max);
+    let mut out = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
+    );
+    // Axes and grid.
+    let step = ((y_max / 10.0).ceil() as usize).max(1);
+    for v in (0..=(y_max as usize)).step_by(step) {
+        let yy = y(v as f64);
+        out += &format!("<line x1=\"{left}\" y1=\"{yy:.1}\" x2=\"{:.1}\" y2=\"{yy:.1}\" stroke=\"#eee\"/>\n<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{v}</text>\n", w - right, left - 6.0, yy + 4.0);
+    }
+    let mut t = 0.0;
+    while t <= t_max {
+        out += &format!(
+            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{t:.0} s</text>\n",
+            x(t),
+            h - bottom + 18.0
+        );
+        t += 2.0;
+    }
+    // Phases.
+    for (start, name) in phases {
+        let xx = x(*start);
+        out += &format!("<line x1=\"{xx:.1}\" y1=\"{top}\" x2=\"{xx:.1}\" y2=\"{:.1}\" stroke=\"#bbb\" stroke-dasharray=\"4 4\"/>\n<text x=\"{:.1}\" y=\"{:.1}\" fill=\"#666\">{name}</text>\n", h - bottom, xx + 4.0, top - 10.0);
+    }
+    // Floor and ceiling.
+    if let Some((_, s)) = samples.first() {
+        for (v, label) in [(s.min_size, "floor"), (s.max_size, "ceiling")] {
+            let yy = y(v as f64);
+            out += &format!("<line x1=\"{left}\" y1=\"{yy:.1}\" x2=\"{:.1}\" y2=\"{yy:.1}\" stroke=\"#999\" stroke-dasharray=\"2 3\"/>\n<text x=\"{:.1}\" y=\"{:.1}\" fill=\"#666\">{label} {v}</text>\n", w - right, w - right + 6.0, yy + 4.0);
+        }
+    }
+    // Series.
+    let series: [(&str, &str, fn(&Status) -> usize); 4] = [
+        ("size", "#1f77b4", |s| s.size),
+        ("idle", "#2ca02c", |s| s.idle),
+        ("in use", "#ff7f0e", |s| s.in_use),
+        ("waiting", "#d62728", |s| s.waiting),
+    ];
+    for (i, (name, color, value)) in series.iter().enumerate() {
+        let points: Vec<String> = samples
+            .iter()
+            .map(|(t, s)| format!("{:.1},{:.1}", x(*t), y(value(s) as f64)))
+            .collect();
+        out += &format!(
+            "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"{}\" stroke-opacity=\"{}\" points=\"{}\"/>\n",
+            // Size is drawn wide and light, under the lines it is the sum of.
+            if i == 0 { 6.0 } else { 1.5 },
+            if i == 0 { 0.35 } else { 1.0 },
+            points.join(" ")
+        );
+        let ly = top + 20.0 + 18.0 * i as f64;
+        out += &format!("<line x1=\"{:.1}\" y1=\"{ly:.1}\" x2=\"{:.1}\" y2=\"{ly:.1}\" stroke=\"{color}\" stroke-width=\"3\"/>\n<text x=\"{:.1}\" y=\"{:.1}\">{name}</text>\n", w - right + 40.0, w - right + 60.0, w - right + 66.0, ly + 4.0);
+    }
+    out += "</svg>\n";
+    out
 }
 
 async fn run_fake() -> bool {
@@ -283,10 +385,12 @@ where
             let mut peak = 0;
             let mut tick = tokio::time::interval(Duration::from_millis(10));
             let mut n = 0u64;
+            let mut samples: Vec<Sample> = Vec::new();
             loop {
                 tick.tick().await;
                 let s = pool.status();
                 peak = peak.max(s.size);
+                samples.push((start.elapsed().as_secs_f64(), s));
                 if n % 25 == 0 {
                     let st = pool.stats();
                     println!(
@@ -302,7 +406,7 @@ where
                 }
                 n += 1;
                 if pool.is_closed() {
-                    return peak;
+                    return (peak, samples);
                 }
             }
         })
@@ -347,7 +451,22 @@ where
     let final_status = pool.status();
     let stats = pool.stats();
     pool.close_and_wait().await;
-    let peak = monitor.await.unwrap_or(0);
+    let (peak, samples) = monitor.await.unwrap_or_default();
+    if let Some(Some(path)) = PLOT.get() {
+        let mut phases = Vec::new();
+        let mut at = 0.0;
+        for p in PHASES {
+            phases.push((at, p.name));
+            at += p.secs;
+        }
+        match std::fs::write(path, svg(&samples, &phases)) {
+            Ok(()) => println!("plot written to {path} ({} samples)", samples.len()),
+            Err(e) => {
+                eprintln!("elastic: cannot write the plot to {path}: {e}");
+                return false;
+            }
+        }
+    }
 
     let mut w = waits.lock().clone();
     w.sort();
