@@ -157,6 +157,9 @@ async fn main() {
 /// One status sample: seconds since the start, and the pool's shape.
 type Sample = (f64, Status);
 
+/// A plotted line: its name, its colour, and what it shows.
+type Series = (&'static str, &'static str, fn(&Status) -> usize);
+
 /// An SVG of size, idle, in use and waiting over time, with the floor and the ceiling
 /// marked and the phases named (no plotting dependency: lines and text).
 fn svg(samples: &[Sample], phases: &[(f64, &str)]) -> String {
@@ -202,7 +205,7 @@ fn svg(samples: &[Sample], phases: &[(f64, &str)]) -> String {
         }
     }
     // Series.
-    let series: [(&str, &str, fn(&Status) -> usize); 4] = [
+    let series: [Series; 4] = [
         ("size", "#1f77b4", |s| s.size),
         ("idle", "#2ca02c", |s| s.idle),
         ("in use", "#ff7f0e", |s| s.in_use),
