@@ -5,6 +5,7 @@
 //! cargo run --release --example elastic                      # the built-in fake backend
 //! cargo run --release --example elastic -- --url postgres://postgres@127.0.0.1/postgres
 //! cargo run --release --example elastic -- --plot pool.svg  # and draw the pool's shape
+//! cargo run --release --example elastic -- --metrics 127.0.0.1:9100  # Prometheus at /metrics
 //! DATABASE_URL=postgres://... cargo run --release --example elastic
 //! ```
 //!
@@ -96,9 +97,10 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 struct Args {
     url: Option<String>,
     plot: Option<String>,
+    metrics: Option<std::net::SocketAddr>,
 }
 
-const USAGE: &str = "usage: elastic [--url POSTGRES_URL] [--plot FILE.svg]   (or set DATABASE_URL; default: the fake backend)";
+const USAGE: &str = "usage: elastic [--url POSTGRES_URL] [--plot FILE.svg] [--metrics ADDR]   (or set DATABASE_URL; default: the fake backend)";
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
@@ -106,6 +108,7 @@ fn parse_args() -> Result<Args, String> {
             .ok()
             .filter(|u| !u.trim().is_empty()),
         plot: None,
+        metrics: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -122,6 +125,12 @@ fn parse_args() -> Result<Args, String> {
         match flag.as_str() {
             "--url" => args.url = Some(value()?),
             "--plot" => args.plot = Some(value()?),
+            "--metrics" => {
+                let v = value()?;
+                args.metrics = Some(v.parse().map_err(|_| {
+                    format!("--metrics {v:?}: expected an address like 127.0.0.1:9100")
+                })?);
+            }
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -145,6 +154,15 @@ async fn main() {
         }
     };
     let _ = PLOT.set(args.plot);
+    if let Some(addr) = args.metrics {
+        match pool_testkit::serve_metrics(addr).await {
+            Ok((bound, _)) => println!("serving Prometheus metrics at http://{bound}/metrics"),
+            Err(e) => {
+                eprintln!("elastic: --metrics {addr}: {e}");
+                std::process::exit(2);
+            }
+        }
+    }
     let ok = match args.url {
         None => run_fake().await,
         Some(url) => run_postgres(&url).await,
@@ -360,6 +378,7 @@ where
     Fut: Future<Output = Result<(), String>> + Send + 'static,
 {
     let pool = match Pool::builder(manager)
+        .name("elastic")
         .min_size(MIN)
         .max_size(MAX)
         .max_idle(Some(MAX_IDLE))

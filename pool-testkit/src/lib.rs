@@ -25,9 +25,11 @@ mod readme {}
 
 mod fake;
 pub mod model;
+mod prometheus;
 mod proxy;
 mod support;
 
 pub use fake::{FakeConn, FakeError, FakeHandle, FakeManager, Step};
+pub use prometheus::serve_metrics;
 pub use proxy::{Fault, FaultProxy};
 pub use support::{Capture, Rng};
