@@ -66,7 +66,7 @@ fn bad_env_values_name_the_variable_and_the_value() {
         ("DEERFLOW_CHECKPOINTER_POOL_MIN", "one", "\"one\""),
         ("DEERFLOW_CHECKPOINTER_POOL_MAX", "0", "max_size"),
         ("DEERFLOW_CHECKPOINTER_POOL_MAX", "-4", "\"-4\""),
-        ("DEERFLOW_CHECKPOINTER_POOL_MAX_IDLE", "5m", "\"5m\""),
+        ("DEERFLOW_CHECKPOINTER_POOL_MAX_IDLE", "5 min", "\"5 min\""),
         (
             "DEERFLOW_CHECKPOINTER_POOL_MIN",
             "9",
