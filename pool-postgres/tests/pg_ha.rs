@@ -29,6 +29,30 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
     spawn_blocking(f).await.expect("cluster command")
 }
 
+/// A primary with a table `w (task, n)` and a streaming standby of it.
+async fn primary_and_standby() -> (Cluster, Cluster) {
+    blocking(|| {
+        let p = Cluster::new();
+        p.sql("CREATE TABLE w (task int, n int)");
+        let s = p.standby();
+        (p, s)
+    })
+    .await
+}
+
+/// A ready pool (min 2, max 8) over these clusters with `target_session_attrs=read-write`.
+async fn read_write_pool(clusters: &[&Cluster], app: &str) -> Pool<PgManager> {
+    let manager =
+        PgManager::from_url(&over(clusters, app, "target_session_attrs=read-write")).unwrap();
+    let pool = Pool::builder(manager)
+        .min_size(2)
+        .max_size(8)
+        .build()
+        .unwrap();
+    pool.wait_ready(Duration::from_secs(10)).await.unwrap();
+    pool
+}
+
 fn count(c: &Cluster, sql: &str) -> i64 {
     c.sql(sql)
         .parse()
@@ -38,26 +62,9 @@ fn count(c: &Cluster, sql: &str) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_write_skips_a_standby_listed_first() {
     let _ = require_server!();
-    let (primary, standby) = blocking(|| {
-        let p = Cluster::new();
-        p.sql("CREATE TABLE w (task int, n int)");
-        let s = p.standby();
-        (p, s)
-    })
-    .await;
+    let (primary, standby) = primary_and_standby().await;
     let app = common::unique("rw_first");
-    let manager = PgManager::from_url(&over(
-        &[&standby, &primary],
-        &app,
-        "target_session_attrs=read-write",
-    ))
-    .unwrap();
-    let pool = Pool::builder(manager)
-        .min_size(2)
-        .max_size(8)
-        .build()
-        .unwrap();
-    pool.wait_ready(Duration::from_secs(10)).await.unwrap();
+    let pool = read_write_pool(&[&standby, &primary], &app).await;
 
     let mut set = JoinSet::new();
     for task in 0..16i32 {
@@ -148,26 +155,9 @@ fn writers(pool: &Pool<PgManager>, writes: &Arc<Writes>, stop: &Arc<AtomicUsize>
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failover_to_a_promoted_standby_resumes_writes_within_three_seconds() {
     let _ = require_server!();
-    let (primary, standby) = blocking(|| {
-        let p = Cluster::new();
-        p.sql("CREATE TABLE w (task int, n int)");
-        let s = p.standby();
-        (p, s)
-    })
-    .await;
+    let (primary, standby) = primary_and_standby().await;
     let app = common::unique("failover");
-    let manager = PgManager::from_url(&over(
-        &[&primary, &standby],
-        &app,
-        "target_session_attrs=read-write",
-    ))
-    .unwrap();
-    let pool = Pool::builder(manager)
-        .min_size(2)
-        .max_size(8)
-        .build()
-        .unwrap();
-    pool.wait_ready(Duration::from_secs(10)).await.unwrap();
+    let pool = read_write_pool(&[&primary, &standby], &app).await;
     let writes = Arc::new(Writes::default());
     let stop = Arc::new(AtomicUsize::new(0));
     let mut set = writers(&pool, &writes, &stop);
