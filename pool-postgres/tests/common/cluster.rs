@@ -251,7 +251,8 @@ impl Cluster {
     }
 
     /// Runs a server binary (as `postgres` when root).
-    fn run(&self, bin: &str, args: &[&str]) -> Output {
+    /// A server binary's command, run as `postgres` when root.
+    fn command(&self, bin: &str) -> Command {
         let path = self.bin.join(bin);
         let mut cmd = if self.owner.is_some() {
             let mut c = Command::new("runuser");
@@ -260,8 +261,14 @@ impl Cluster {
         } else {
             Command::new(&path)
         };
-        cmd.args(args).current_dir(&self.dir);
-        check(&format!("{bin} {}", args.join(" ")), cmd.output())
+        cmd.current_dir(&self.dir);
+        cmd
+    }
+
+    /// Runs a server binary; a failure panics with its output.
+    fn run(&self, bin: &str, args: &[&str]) -> Output {
+        let out = self.command(bin).args(args).output();
+        check(&format!("{bin} {}", args.join(" ")), out)
     }
 
     fn pg_ctl(&self, args: &[&str]) -> Output {
@@ -366,15 +373,8 @@ impl Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         if self.running {
-            let mut cmd = if self.owner.is_some() {
-                let mut c = Command::new("runuser");
-                c.args(["-u", "postgres", "--"])
-                    .arg(self.bin.join("pg_ctl"));
-                c
-            } else {
-                Command::new(self.bin.join("pg_ctl"))
-            };
-            let _ = cmd
+            let _ = self
+                .command("pg_ctl")
                 .arg("-D")
                 .arg(&self.data)
                 .args(["-m", "immediate", "-w", "stop"])
