@@ -389,12 +389,17 @@ impl<M: Manager> Shared<M> {
     }
 
     /// Does `conn` pass the `retain` predicates newer than its epoch? Moves it to the current
-    /// epoch if so. A cheap atomic comparison when there are none.
+    /// epoch if so. On every checkout and return: an inlined atomic comparison when there are
+    /// none, the predicates only out of line.
+    #[inline]
     pub(crate) fn retained(&self, conn: &mut Conn<M::Connection>) -> bool {
         let current = self.retain_epoch.load(Ordering::Acquire);
-        if conn.epoch >= current {
-            return true;
-        }
+        conn.epoch >= current || self.retained_slow(conn, current)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn retained_slow(&self, conn: &mut Conn<M::Connection>, current: u64) -> bool {
         let pending: Vec<Predicate> = {
             let retains = self.retains.lock();
             // Predicates pruned from the list (more than RETAINS_KEPT calls ago) cannot be
