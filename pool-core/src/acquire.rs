@@ -30,7 +30,7 @@
 
 use std::future::{poll_fn, Future};
 use std::panic::{resume_unwind, Location};
-use std::pin::pin;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -75,24 +75,22 @@ pub(crate) async fn acquire<M: Manager>(
         ticket: None,
         since: None,
         span: None,
+        own_timer: None,
     };
     loop {
         let Got {
             conn,
-            at: now,
+            at,
             from_idle,
         } = entry.next().await?;
-        let since = entry.since.unwrap_or(now);
-        if let (Some(span), Some(since)) = (&entry.span, entry.since) {
-            span.record("waited_ms", millis(now.saturating_duration_since(since)));
-        }
-        let (obj, end) = match ready(shared, conn, now, from_idle, caller).await {
+        let (obj, end) = match ready(shared, conn, at, from_idle, caller).await {
             Ready::Out(obj, end) => (obj, end),
             Ready::Dead => {
                 entry.arrival = Arrival::Again { ticket: None };
                 continue;
             }
-            Ready::FailedCheck(end) => {
+            Ready::FailedCheck { start, end } => {
+                let since = *entry.since.get_or_insert(start);
                 if timeout.is_some_and(|t| end >= since + t) {
                     let mut st = shared.state.lock();
                     st.count_timeout();
@@ -104,13 +102,24 @@ pub(crate) async fn acquire<M: Manager>(
                 continue;
             }
         };
-        #[cfg(feature = "metrics")]
-        shared.metrics.waited(end.saturating_duration_since(since));
-        if let Some(slow) = shared.config.slow_acquire_threshold {
-            let total = end.saturating_duration_since(since);
-            if total > slow {
-                tracing::warn!(target: "pool_core", waited_ms = millis(total), "slow acquire");
+        // A caller that neither queued nor waited for a check has nothing to report.
+        if let (Some(since), Some(end)) = (entry.since, end) {
+            let waited = end.saturating_duration_since(since);
+            if let Some(span) = &entry.span {
+                span.record("waited_ms", millis(waited));
             }
+            #[cfg(feature = "metrics")]
+            shared.metrics.waited(waited);
+            if shared
+                .config
+                .slow_acquire_threshold
+                .is_some_and(|slow| waited > slow)
+            {
+                tracing::warn!(target: "pool_core", waited_ms = millis(waited), "slow acquire");
+            }
+        } else {
+            #[cfg(feature = "metrics")]
+            shared.metrics.waited(Duration::ZERO);
         }
         return Ok(obj);
     }
@@ -118,21 +127,25 @@ pub(crate) async fn acquire<M: Manager>(
 
 /// What became of a connection a caller got.
 enum Ready<M: Manager> {
-    /// Checked out (with when its checkout ended, after any health check).
-    Out(Object<M>, Instant),
-    /// Found dead by `has_broken` (taken from the idle list) and released.
+    /// Checked out, with when its checkout ended: after the health check or the hook if one
+    /// ran, else the hand-off that ended its wait; `None` for the fast path (no wait).
+    Out(Object<M>, Option<Instant>),
+    /// Found dead by `has_broken` (taken from the idle list) or by `retain`, and released.
     Dead,
-    /// Failed or timed out its health check (at that moment) and released.
-    FailedCheck(Instant),
+    /// Failed or timed out its health check or hook (begun at `start`, ended at `end`) and
+    /// released.
+    FailedCheck { start: Instant, end: Instant },
 }
 
-/// Turns a connection a caller got at `now` into a checkout: a cheap look first if it comes
-/// from the idle list (where connections can die unseen), the bookkeeping, and the health
-/// check when the policy or the manager asks for one.
+/// Turns a connection a caller got into a checkout: a cheap look first if it comes from the
+/// idle list (where connections can die unseen), the bookkeeping, and the health check and
+/// the `before_checkout` hook when they apply. `at` is when the caller got it if that is
+/// known already (a hand-off); else the clock is read here, once.
+#[inline]
 async fn ready<M: Manager>(
     shared: &Arc<Shared<M>>,
     mut conn: Conn<M::Connection>,
-    now: Instant,
+    at: Option<Instant>,
     from_idle: bool,
     caller: &'static Location<'static>,
 ) -> Ready<M> {
@@ -154,6 +167,7 @@ async fn ready<M: Manager>(
             }
         }
     }
+    let now = at.unwrap_or_else(rt::now);
     let by_policy = needs_check(shared.config.check, conn.stamp, now);
     conn.taken = Some(now);
     conn.uses += 1;
@@ -163,24 +177,44 @@ async fn ready<M: Manager>(
     let mut obj = Object::new(Arc::clone(shared), conn);
     // Asked with the connection already in its guard: a panic here returns it.
     let check = by_policy || shared.manager.needs_check(obj.conn_mut());
-    let mut end = now;
+    if !check && shared.hooks.before_checkout.is_none() {
+        #[cfg(feature = "metrics")]
+        shared.metrics.checkouts.increment(1);
+        return Ready::Out(obj, at);
+    }
+    prepare(shared, obj, check, now).await
+}
+
+/// The health check (if `check`) and the `before_checkout` hook (if set) on a checkout begun
+/// at `start`.
+async fn prepare<M: Manager>(
+    shared: &Arc<Shared<M>>,
+    mut obj: Object<M>,
+    check: bool,
+    start: Instant,
+) -> Ready<M> {
     if check {
         obj.checking = true;
         let limit = shared.config.check_timeout;
         let checked = rt::timeout(limit, shared.manager.check(obj.conn_mut())).await;
         obj.checking = false;
-        end = rt::now();
         match checked {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
                 tracing::info!(target: "pool_core", error = %e, "health check failed; connection discarded");
                 Object::lose(obj);
-                return Ready::FailedCheck(end);
+                return Ready::FailedCheck {
+                    start,
+                    end: rt::now(),
+                };
             }
             Err(_) => {
                 tracing::info!(target: "pool_core", timeout_ms = millis(limit), "health check timed out; connection discarded");
                 Object::lose(obj);
-                return Ready::FailedCheck(end);
+                return Ready::FailedCheck {
+                    start,
+                    end: rt::now(),
+                };
             }
         }
     }
@@ -194,24 +228,29 @@ async fn ready<M: Manager>(
             .instrument(span)
             .await;
         obj.checking = false;
-        end = rt::now();
         match ran {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
                 tracing::info!(target: "pool_core", error = %e, "before_checkout hook failed; connection discarded");
                 Object::discard(obj);
-                return Ready::FailedCheck(end);
+                return Ready::FailedCheck {
+                    start,
+                    end: rt::now(),
+                };
             }
             Err(_) => {
                 tracing::info!(target: "pool_core", timeout_ms = millis(limit), "before_checkout hook timed out; connection discarded");
                 Object::discard(obj);
-                return Ready::FailedCheck(end);
+                return Ready::FailedCheck {
+                    start,
+                    end: rt::now(),
+                };
             }
         }
     }
     #[cfg(feature = "metrics")]
     shared.metrics.checkouts.increment(1);
-    Ready::Out(obj, end)
+    Ready::Out(obj, Some(rt::now()))
 }
 
 /// `try_get()`: an idle connection if one is free and nobody is queued, else `None` at once
@@ -222,7 +261,6 @@ pub(crate) async fn try_acquire<M: Manager>(
     caller: &'static Location<'static>,
 ) -> Result<Option<Object<M>>, PoolError<M::Error>> {
     loop {
-        let now = rt::now();
         let (taken, wake_connector) = shared.state.lock().try_admit();
         if wake_connector {
             shared.signals.connector.notify_one();
@@ -230,7 +268,7 @@ pub(crate) async fn try_acquire<M: Manager>(
         let Some(conn) = taken? else {
             return Ok(None);
         };
-        if let Ready::Out(obj, _) = ready(shared, conn, now, true, caller).await {
+        if let Ready::Out(obj, _) = ready(shared, conn, None, true, caller).await {
             return Ok(Some(obj));
         }
     }
@@ -247,8 +285,9 @@ fn needs_check(policy: CheckPolicy, idle_since: Instant, now: Instant) -> bool {
 /// A connection for a caller.
 struct Got<C> {
     conn: Conn<C>,
-    /// When the caller got it: read as it took it from the idle list, or the hand-off.
-    at: Instant,
+    /// When the caller got it, if known: the hand-off's stamp, or the clock read as it queued;
+    /// `None` on the fast path, which reads no clock before it has a connection.
+    at: Option<Instant>,
     /// Taken from the idle list (where it may have died unseen), not handed over.
     from_idle: bool,
 }
@@ -256,7 +295,7 @@ struct Got<C> {
 impl<C> Got<C> {
     fn handed(conn: Conn<C>) -> Self {
         Got {
-            at: conn.stamp,
+            at: Some(conn.stamp),
             conn,
             from_idle: false,
         }
@@ -279,13 +318,15 @@ struct Entry<'a, M: Manager> {
     since: Option<Instant>,
     /// The `pool.wait` span, once it has queued.
     span: Option<tracing::Span>,
+    /// Its own timer (`Timer::Own`), armed when it first queues; boxed, as the rare path, so
+    /// the common `get()` future stays small.
+    own_timer: Option<Pin<Box<rt::Sleep>>>,
 }
 
 impl<M: Manager> Entry<'_, M> {
     /// The next connection for this caller (with the moment it got it), or the error that
     /// ends its wait.
     async fn next(&mut self) -> Next<M> {
-        let mut own_timer = pin!(None::<rt::Sleep>);
         poll_fn(|cx| {
             let span = self.span.clone();
             let _entered = span.as_ref().map(tracing::Span::enter);
@@ -293,14 +334,10 @@ impl<M: Manager> Entry<'_, M> {
                 return Poll::Ready(r);
             }
             if let (Timer::Own(t), Some(since)) = (self.timer, self.since) {
-                if own_timer.is_none() {
-                    own_timer.set(Some(rt::sleep_until(since + t)));
-                }
-                let fired = own_timer
-                    .as_mut()
-                    .as_pin_mut()
-                    .is_some_and(|s| s.poll(cx).is_ready());
-                if fired {
+                let timer = self
+                    .own_timer
+                    .get_or_insert_with(|| Box::pin(rt::sleep_until(since + t)));
+                if timer.as_mut().poll(cx).is_ready() {
                     return Poll::Ready(self.time_out());
                 }
             }
@@ -322,20 +359,31 @@ impl<M: Manager> Entry<'_, M> {
                 }
             };
         }
+        let mut st = shared.state.lock();
+        if let Arrival::New = self.arrival {
+            // The fast path: nobody queued and a connection idle, without reading the clock.
+            if let Some(conn) = st.take_idle() {
+                drop(st);
+                return Poll::Ready(Ok(Got {
+                    conn,
+                    at: None,
+                    from_idle: true,
+                }));
+            }
+        }
+        // Under the lock, so only a caller about to queue (or be refused) reads the clock here.
         let now = rt::now();
         let since = *self.since.get_or_insert(now);
         let deadline = match self.timer {
             Timer::Pool(t) => Some(since + t),
             Timer::Never | Timer::Own(_) => None,
         };
-        let admitted = shared
-            .state
-            .lock()
-            .admit(self.arrival, since, cx.waker(), deadline);
+        let admitted = st.admit(self.arrival, since, cx.waker(), deadline);
+        drop(st);
         match admitted {
             Admit::Idle(conn) => Poll::Ready(Ok(Got {
                 conn,
-                at: now,
+                at: Some(now),
                 from_idle: true,
             })),
             Admit::Refused(e) => Poll::Ready(Err(e)),

@@ -62,7 +62,7 @@ impl<M: Manager> Object<M> {
         let shared = Arc::clone(&this.shared);
         let mut conn = Object::into_conn(this);
         shared.detach(conn.watch.take());
-        conn.raw
+        conn.into_raw()
     }
 
     /// Closes the connection instead of returning it (for example after an error that leaves
