@@ -31,6 +31,7 @@
 use std::future::{poll_fn, Future};
 use std::panic::{resume_unwind, Location};
 use std::pin::Pin;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -43,8 +44,9 @@ use crate::manager::Manager;
 use crate::object::Object;
 use crate::rt::{self, Instant};
 use crate::shared::Shared;
-use crate::state::{Admit, Arrival, Conn, Outcome};
+use crate::state::{Admit, Arrival, Conn, Handed, Outcome};
 use crate::stats::millis;
+use crate::waiters::Seat;
 
 /// Which timer ends this caller's wait.
 #[derive(Clone, Copy)]
@@ -70,7 +72,7 @@ pub(crate) async fn acquire<M: Manager>(
     let mut entry = Entry {
         shared,
         timer,
-        key: None,
+        seat: None,
         arrival: Arrival::New,
         ticket: None,
         since: None,
@@ -304,12 +306,12 @@ impl<C> Got<C> {
 
 type Next<M> = Result<Got<<M as Manager>::Connection>, PoolError<<M as Manager>::Error>>;
 
-/// A caller's place in the pool: not queued (`key: None`), or waiting in a slot.
+/// A caller's place in the pool: not queued (`seat: None`), or waiting in a seat.
 struct Entry<'a, M: Manager> {
     shared: &'a Shared<M>,
     timer: Timer,
-    /// Its slot while queued.
-    key: Option<usize>,
+    /// Its seat while queued.
+    seat: Option<Seat<Handed<M::Connection, M::Error>>>,
     /// How it comes to the pool next.
     arrival: Arrival,
     /// Its place in line, once it has queued; kept if it has to queue again.
@@ -348,31 +350,36 @@ impl<M: Manager> Entry<'_, M> {
 
     fn poll_slot(&mut self, cx: &mut Context<'_>) -> Poll<Next<M>> {
         let shared = self.shared;
-        if let Some(key) = self.key {
-            let since = self.since.expect("a queued caller has a start");
-            let handed = shared.state.lock().poll_waiter(key, cx.waker(), since);
-            return match handed {
+        if let Some(seat) = &self.seat {
+            // Its own seat's lock only: the pool's lock was taken by whoever handed it over.
+            return match seat.poll(cx.waker()) {
                 None => Poll::Pending,
                 Some(handed) => {
-                    self.key = None;
+                    self.seat = None;
                     Poll::Ready(handed.map(Got::handed))
                 }
             };
         }
+        // While callers queue, the next one likely will too: it reads the clock before taking
+        // the lock, so the read does not lengthen the contended section. Otherwise it reads
+        // none on the fast path, and under the lock only if it has to queue.
+        let queueing = shared.queueing.load(Ordering::Relaxed);
+        let early = queueing.then(rt::now);
         let mut st = shared.state.lock();
         if let Arrival::New = self.arrival {
-            // The fast path: nobody queued and a connection idle, without reading the clock.
             if let Some(conn) = st.take_idle() {
                 drop(st);
+                if queueing {
+                    shared.queueing.store(false, Ordering::Relaxed);
+                }
                 return Poll::Ready(Ok(Got {
                     conn,
-                    at: None,
+                    at: early,
                     from_idle: true,
                 }));
             }
         }
-        // Under the lock, so only a caller about to queue (or be refused) reads the clock here.
-        let now = rt::now();
+        let now = early.unwrap_or_else(rt::now);
         let since = *self.since.get_or_insert(now);
         let deadline = match self.timer {
             Timer::Pool(t) => Some(since + t),
@@ -380,6 +387,9 @@ impl<M: Manager> Entry<'_, M> {
         };
         let admitted = st.admit(self.arrival, since, cx.waker(), deadline);
         drop(st);
+        if !queueing {
+            shared.queueing.store(true, Ordering::Relaxed);
+        }
         match admitted {
             Admit::Idle(conn) => Poll::Ready(Ok(Got {
                 conn,
@@ -392,7 +402,7 @@ impl<M: Manager> Entry<'_, M> {
                 wake_connector,
                 wake_timer,
             } => {
-                self.key = Some(queued.key);
+                self.seat = Some(queued.seat);
                 self.ticket = Some(queued.ticket);
                 if self.span.is_none() {
                     // Only a caller that waits gets a span: the fast path stays free of it.
@@ -419,8 +429,8 @@ impl<M: Manager> Entry<'_, M> {
         let since = self.since.expect("a timed caller has a start");
         let now = rt::now();
         let mut st = self.shared.state.lock();
-        let handed = match self.key.take() {
-            Some(key) => st.time_out_waiter(key, since, now),
+        let handed = match self.seat.take() {
+            Some(seat) => st.time_out_waiter(&seat, since, now),
             None => {
                 st.count_timeout();
                 Err(st.timeout_error(since, now))
@@ -432,8 +442,8 @@ impl<M: Manager> Entry<'_, M> {
 
 impl<M: Manager> Drop for Entry<'_, M> {
     fn drop(&mut self) {
-        if let Some(key) = self.key.take() {
-            self.shared.leave(key);
+        if let Some(seat) = self.seat.take() {
+            self.shared.leave(&seat);
         }
     }
 }

@@ -33,9 +33,10 @@ use crate::error::ConnectError;
 use crate::hooks::Hooks;
 use crate::manager::{ErrorClass, Manager};
 use crate::rt::{self, Instant};
-use crate::state::{Approval, Chores, Conn, Gone, Outcome, Released, State};
+use crate::state::{Approval, Chores, Conn, Gone, Handed, Outcome, Released, State};
 use crate::stats::{millis, ConnectionInfo};
 use crate::sync::Mutex;
+use crate::waiters::Seat;
 
 pub(crate) struct Signals {
     /// Wakes the connector: demand may have changed.
@@ -61,6 +62,10 @@ pub(crate) struct Shared<M: Manager> {
     pub(crate) signals: Arc<Signals>,
     /// Live `Pool` handles; the last one to go closes the pool.
     pub(crate) handles: AtomicUsize,
+    /// A hint, not state: the last caller that came to the lock had to queue (set) or found a
+    /// connection idle (cleared). Tells the next caller whether to read the clock before the
+    /// lock.
+    pub(crate) queueing: AtomicBool,
     /// The newest `retain` epoch (mirrors the state's, for a lock-free look on return).
     retain_epoch: AtomicU64,
     /// The newest `retain` predicates, with their epochs.
@@ -97,6 +102,7 @@ impl<M: Manager> Shared<M> {
                 shutdown: AtomicBool::new(false),
             }),
             handles: AtomicUsize::new(1),
+            queueing: AtomicBool::new(false),
             retain_epoch: AtomicU64::new(0),
             retains: Mutex::new(Vec::new()),
         }
@@ -172,8 +178,8 @@ impl<M: Manager> Shared<M> {
     }
 
     /// A queued caller goes away before taking what it was handed.
-    pub(crate) fn leave(&self, key: usize) {
-        let released = self.state.lock().leave(key);
+    pub(crate) fn leave(&self, seat: &Seat<Handed<M::Connection, M::Error>>) {
+        let released = self.state.lock().leave(seat);
         self.finish(released);
     }
 

@@ -56,20 +56,6 @@ impl<T> Slab<T> {
         }
     }
 
-    pub(crate) fn get_mut(&mut self, key: usize) -> Option<&mut T> {
-        match self.entries.get_mut(key)? {
-            Entry::Occupied(v) => Some(v),
-            Entry::Vacant(_) => None,
-        }
-    }
-
-    pub(crate) fn get(&self, key: usize) -> Option<&T> {
-        match self.entries.get(key)? {
-            Entry::Occupied(v) => Some(v),
-            Entry::Vacant(_) => None,
-        }
-    }
-
     pub(crate) fn len(&self) -> usize {
         self.len
     }
@@ -95,9 +81,13 @@ mod tests {
         assert_eq!(slab.remove(a), None, "a vacant key removes nothing");
         let c = slab.insert("c");
         assert_eq!(c, a, "the freed key is reused");
-        assert_eq!(slab.get(b), Some(&"b"));
         assert_eq!(slab.len(), 2);
-        *slab.get_mut(c).unwrap() = "c2";
+        for v in slab.iter_mut() {
+            if *v == "c" {
+                *v = "c2";
+            }
+        }
         assert_eq!(slab.iter_mut().map(|v| *v).collect::<Vec<_>>(), ["c2", "b"]);
+        assert_eq!(slab.remove(b), Some("b"));
     }
 }

@@ -36,7 +36,7 @@ use crate::manager::ErrorClass;
 use crate::rt::Instant;
 use crate::slab::Slab;
 use crate::stats::{millis, ConnectionInfo, Stats, Status};
-use crate::waiters::{Queued, Waiters};
+use crate::waiters::{Queued, Seat, Waiters};
 
 /// A connection with the pool's bookkeeping, boxed once when it is opened: the record moves
 /// between the idle list, waiter slots and `Object`s as one pointer, so a checkout copies 8
@@ -197,7 +197,7 @@ pub(crate) enum Admit<C, E> {
     Idle(Conn<C>),
     /// Queued with its waker; wake the connector and/or the timer as flagged.
     Queued {
-        queued: Queued,
+        queued: Queued<Handed<C, E>>,
         wake_connector: bool,
         wake_timer: bool,
     },
@@ -498,49 +498,25 @@ impl<C, E> State<C, E> {
         (Ok(None), self.wants_connect())
     }
 
-    /// A queued caller looks at its slot: `None` while it waits (its waker is updated), else
-    /// what it was handed. `since` is when it queued, for the wait statistics.
-    #[inline]
-    pub(crate) fn poll_waiter(
-        &mut self,
-        key: usize,
-        waker: &Waker,
-        since: Instant,
-    ) -> Option<Handed<C, E>> {
-        let handed = self.waiters.poll(key, waker)?;
-        self.count_wait(&handed, since);
-        Some(handed)
-    }
-
     /// A queued caller's own timer fired (`get_timeout` with a timeout of its own): a
     /// connection handed over at the last moment is still taken, else it leaves with a
     /// timeout.
     pub(crate) fn time_out_waiter(
         &mut self,
-        key: usize,
+        seat: &Seat<Handed<C, E>>,
         since: Instant,
         now: Instant,
     ) -> Handed<C, E> {
-        let handed = self
-            .waiters
-            .remove(key)
-            .unwrap_or_else(|| Err(self.timeout_error(since, now)));
-        self.count_wait(&handed, since);
-        handed
+        // Whatever it was handed was counted when it was handed.
+        self.waiters.remove(seat).unwrap_or_else(|| {
+            self.count_timeout();
+            Err(self.timeout_error(since, now))
+        })
     }
 
-    fn count_wait(&mut self, handed: &Handed<C, E>, since: Instant) {
-        match handed {
-            Ok(conn) => {
-                self.stats.requests_wait_ms += millis(conn.stamp.saturating_duration_since(since))
-            }
-            Err(e) => {
-                self.stats.requests_errors += 1;
-                if e.is_timeout() {
-                    self.stats.requests_timeouts += 1;
-                }
-            }
-        }
+    /// A connection handed to a waiter that queued at `since`: its wait ends now.
+    fn count_hand_off(&mut self, since: Instant, now: Instant) {
+        self.stats.requests_wait_ms += millis(now.saturating_duration_since(since));
     }
 
     /// A caller timed out without having waited in the queue (its connection failed the
@@ -552,8 +528,8 @@ impl<C, E> State<C, E> {
 
     /// A queued caller goes away (cancelled): its slot is freed, and a connection handed to it
     /// in the meantime goes on to the next waiter or the idle list.
-    pub(crate) fn leave(&mut self, key: usize) -> Released<C> {
-        match self.waiters.remove(key) {
+    pub(crate) fn leave(&mut self, seat: &Seat<Handed<C, E>>) -> Released<C> {
+        match self.waiters.remove(seat) {
             Some(Ok(conn)) => {
                 let stamp = conn.stamp;
                 self.release(conn, Outcome::Healthy, stamp)
@@ -609,7 +585,10 @@ impl<C, E> State<C, E> {
         }
         conn.stamp = now;
         let waker = match self.waiters.hand_off(conn, Ok) {
-            Ok(waker) => waker,
+            Ok((waker, since)) => {
+                self.count_hand_off(since, now);
+                waker
+            }
             Err(conn) => {
                 self.idle.push_back(conn);
                 None
@@ -768,8 +747,10 @@ impl<C, E> State<C, E> {
                 self.last_error_fatal = class == ErrorClass::Fatal;
                 self.lower_ceiling(class, now);
                 if let (ErrorClass::Fatal, ConnectError::Backend(e)) = (class, &err) {
-                    self.waiters
+                    let failed = self
+                        .waiters
                         .fail_all(|| Err(PoolError::Backend(Arc::clone(e))), wake);
+                    self.stats.requests_errors += failed as u64;
                 }
                 self.last_error = Some(err);
                 Err(Failure {
@@ -852,7 +833,8 @@ impl<C, E> State<C, E> {
             return None;
         }
         self.closed = true;
-        self.waiters.fail_all(|| Err(PoolError::Closed), wake);
+        let failed = self.waiters.fail_all(|| Err(PoolError::Closed), wake);
+        self.stats.requests_errors += failed as u64;
         let n = self.idle.len();
         self.size -= n;
         self.stats.connections_closed += n as u64;
@@ -930,7 +912,10 @@ impl<C, E> State<C, E> {
             let Some(mut conn) = conn else { break };
             conn.stamp = now;
             match self.waiters.hand_off(conn, Ok) {
-                Ok(waker) => wake.extend(waker),
+                Ok((waker, since)) => {
+                    self.count_hand_off(since, now);
+                    wake.extend(waker);
+                }
                 Err(conn) => {
                     self.idle.push_back(conn);
                     break;
@@ -946,12 +931,14 @@ impl<C, E> State<C, E> {
         }
         let mut status = self.status();
         let last = &self.last_error;
-        // The waiters count their own error when they take it from the slot. Each one's
-        // status is the pool as it left it.
+        let stats = &mut self.stats;
+        // Each one's status is the pool as it left it.
         self.waiters.expire(
             now,
             |since| {
                 status.waiting -= 1;
+                stats.requests_errors += 1;
+                stats.requests_timeouts += 1;
                 Err(PoolError::Timeout(TimeoutError {
                     waited: now.saturating_duration_since(since),
                     status,
@@ -1153,16 +1140,12 @@ mod tests {
             panic!("should queue")
         };
         assert!(!wake_connector, "at the ceiling");
-        assert!(st.poll_waiter(queued.key, &waker(), t0).is_none());
+        assert!(queued.seat.poll(&waker()).is_none());
         let t1 = t0 + secs(2);
         let r = st.release(conn, Outcome::Healthy, t1);
         assert!(r.waker.is_some(), "the waiter is woken");
         assert_eq!(st.status().idle, 0);
-        let got = st
-            .poll_waiter(queued.key, &waker(), t0)
-            .unwrap()
-            .ok()
-            .unwrap();
+        let got = queued.seat.poll(&waker()).unwrap().ok().unwrap();
         assert_eq!(got.raw, 1);
         assert_eq!(
             st.stats().requests_wait_ms,
@@ -1187,7 +1170,7 @@ mod tests {
             Admit::Queued { .. }
         ));
         // The first waiter leaves without taking it: on to the second.
-        let r = st.leave(queued.key);
+        let r = st.leave(&queued.seat);
         assert!(r.waker.is_some());
         assert_eq!(st.status().waiting, 0);
     }
@@ -1241,7 +1224,7 @@ mod tests {
         let mut st = state(0, 2);
         let keys: Vec<_> = (0..3)
             .map(|_| match st.admit(Arrival::New, t0, &waker(), None) {
-                Admit::Queued { queued, .. } => queued.key,
+                Admit::Queued { queued, .. } => queued.seat,
                 _ => panic!(),
             })
             .collect();
@@ -1257,10 +1240,7 @@ mod tests {
         assert_eq!(failure.attempt, 1);
         assert_eq!(wake.len(), 3);
         for k in keys {
-            assert!(matches!(
-                st.poll_waiter(k, &waker(), t0),
-                Some(Err(PoolError::Backend(_)))
-            ));
+            assert!(matches!(k.poll(&waker()), Some(Err(PoolError::Backend(_)))));
         }
         assert_eq!(st.stats().requests_errors, 3);
         // Backing off...
@@ -1323,7 +1303,7 @@ mod tests {
             |st: &mut S, deadline| match st.admit(Arrival::New, t0, &waker(), Some(deadline)) {
                 Admit::Queued {
                     queued, wake_timer, ..
-                } => (queued.key, wake_timer),
+                } => (queued.seat, wake_timer),
                 _ => panic!(),
             };
         // A deadline after the timer's next look needs no wake-up...
@@ -1345,14 +1325,16 @@ mod tests {
         let (_, _) = st.housekeep(t0 + secs(30), t0 + secs(60), &mut chores);
         assert_eq!(chores.expired, 2);
         assert_eq!(chores.wake.len(), 2);
-        match st.poll_waiter(late, &waker(), t0) {
+        match late.poll(&waker()) {
             Some(Err(PoolError::Timeout(t))) => {
                 assert_eq!(t.waited, secs(30));
                 assert_eq!(t.status.waiting, 1, "the other one still waited");
             }
             _ => panic!("the waiter should have timed out"),
         }
-        assert_eq!(st.stats().requests_errors, 1);
+        // Counted as they expire, whether or not their callers have looked yet.
+        assert_eq!(st.stats().requests_errors, 2);
+        assert_eq!(st.stats().requests_timeouts, 2);
     }
 
     #[test]
@@ -1440,7 +1422,7 @@ mod tests {
         let _ = st_waiting.close(&mut wake);
         assert_eq!(wake.len(), 1);
         assert!(matches!(
-            st_waiting.poll_waiter(queued.key, &waker(), t0),
+            queued.seat.poll(&waker()),
             Some(Err(PoolError::Closed))
         ));
         assert!(st_waiting
@@ -1538,7 +1520,7 @@ mod tests {
             &mut wake,
         );
         assert_eq!(wake.len(), 1, "the waiter is woken");
-        let Some(Ok(conn)) = st.poll_waiter(queued.key, &waker(), t0 + secs(1)) else {
+        let Some(Ok(conn)) = queued.seat.poll(&waker()) else {
             panic!("the waiter was handed the swept connection")
         };
         assert_eq!((conn.raw, conn.stamp), (1, t0 + secs(2)));

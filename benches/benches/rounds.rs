@@ -1,0 +1,185 @@
+//! Workloads A-D in interleaved rounds: each round runs the floor (a bare
+//! `tokio::sync::Semaphore`), our pool with its defaults and deadpool with its defaults once,
+//! in that order, for a fixed number of operations; the table gives the median time per
+//! operation of each and the medians of the per-round ratios. Interleaving puts every pool
+//! through the same moments of a noisy machine, so the ratios hold up better than separate
+//! criterion runs.
+//!
+//! ```text
+//! cargo bench -p benches --bench rounds               # 7 rounds
+//! ROUNDS=15 BENCH_WORKLOADS=C,D cargo bench -p benches --bench rounds
+//! ONLY_OURS=1 BENCH_WORKLOADS=D perf record -g target/release/deps/rounds-<hash>   # profile
+//! ```
+
+#![allow(unreachable_pub, missing_debug_implementations, dead_code)]
+
+#[path = "common/peers.rs"]
+mod peers;
+
+use std::time::{Duration, Instant};
+
+use peers::*;
+use tokio::runtime::Runtime;
+
+struct Workload {
+    id: &'static str,
+    title: &'static str,
+    tasks: usize,
+    per_task: usize,
+    size: usize,
+    multi: bool,
+    /// Batches per round and pool.
+    batches: usize,
+}
+
+/// `tasks` tasks doing `per_task` checkouts each, holding across a yield (none for one task).
+async fn batch<P: BenchPool>(pool: &P, tasks: usize, per_task: usize) {
+    if tasks == 1 {
+        for _ in 0..per_task {
+            cycle(pool, &Hold::Nothing).await.expect("checkout");
+        }
+        return;
+    }
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..tasks {
+        let pool = pool.clone();
+        set.spawn(async move {
+            for _ in 0..per_task {
+                cycle(&pool, &Hold::Yield).await.expect("checkout");
+            }
+        });
+    }
+    while let Some(r) = set.join_next().await {
+        r.expect("task");
+    }
+}
+
+/// Nanoseconds per operation over `w.batches` batches.
+fn time<P: BenchPool>(rt: &Runtime, pool: &P, w: &Workload) -> f64 {
+    rt.block_on(async {
+        let start = Instant::now();
+        for _ in 0..w.batches {
+            batch(pool, w.tasks, w.per_task).await;
+        }
+        start.elapsed().as_nanos() as f64 / (w.batches * w.tasks * w.per_task) as f64
+    })
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn fmt_ns(ns: f64) -> String {
+    if ns >= 1000.0 {
+        format!("{:.2} µs", ns / 1000.0)
+    } else {
+        format!("{ns:.1} ns")
+    }
+}
+
+fn main() {
+    let rounds: usize = std::env::var("ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(7);
+    let only = std::env::var("BENCH_WORKLOADS").ok();
+    // ONLY_OURS=1: our pool alone, for profiling.
+    let only_ours = std::env::var_os("ONLY_OURS").is_some();
+    let workloads = [
+        Workload {
+            id: "A",
+            title: "uncontended get+return, 1 task, pool of 16",
+            tasks: 1,
+            per_task: 200_000,
+            size: 16,
+            multi: false,
+            batches: 1,
+        },
+        Workload {
+            id: "B",
+            title: "16 tasks on 16, hold across a yield",
+            tasks: 16,
+            per_task: 64,
+            size: 16,
+            multi: true,
+            batches: 200,
+        },
+        Workload {
+            id: "C",
+            title: "64 tasks on 4, hold across a yield",
+            tasks: 64,
+            per_task: 16,
+            size: 4,
+            multi: true,
+            batches: 200,
+        },
+        Workload {
+            id: "D",
+            title: "256 tasks on 16, hold across a yield",
+            tasks: 256,
+            per_task: 8,
+            size: 16,
+            multi: true,
+            batches: 100,
+        },
+    ];
+    println!(
+        "{rounds} interleaved rounds, medians (ours: defaults with min = max and CheckPolicy::Never)\n"
+    );
+    println!("| workload | floor | ours | deadpool | ours/floor | deadpool/ours |");
+    println!("|---|---|---|---|---|---|");
+    for w in workloads.iter().filter(|w| {
+        only.as_deref()
+            .is_none_or(|o| o.split(',').any(|x| x.trim().eq_ignore_ascii_case(w.id)))
+    }) {
+        let rt = if w.multi {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap()
+        } else {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+        };
+        let floor = rt.block_on(build_floor(w.size));
+        let ours = rt.block_on(build_ours(w.size, w.size, Duration::ZERO));
+        let dp = rt.block_on(build_deadpool(w.size, w.size, Duration::ZERO));
+        // Warm-up round, not counted.
+        time(&rt, &floor, w);
+        time(&rt, &ours, w);
+        time(&rt, &dp, w);
+        let (mut f, mut o, mut d, mut of, mut dr) = (vec![], vec![], vec![], vec![], vec![]);
+        for _ in 0..rounds {
+            if only_ours {
+                o.push(time(&rt, &ours, w));
+                continue;
+            }
+            let tf = time(&rt, &floor, w);
+            let to = time(&rt, &ours, w);
+            let td = time(&rt, &dp, w);
+            f.push(tf);
+            o.push(to);
+            d.push(td);
+            of.push(to / tf);
+            dr.push(td / to);
+        }
+        if only_ours {
+            println!("| {}: ours only | | {} | | | |", w.id, fmt_ns(median(o)));
+            continue;
+        }
+        println!(
+            "| {}: {} (per op) | {} | {} | {} | {:.2} | {:.2} |",
+            w.id,
+            w.title,
+            fmt_ns(median(f)),
+            fmt_ns(median(o)),
+            fmt_ns(median(d)),
+            median(of),
+            median(dr)
+        );
+    }
+}
