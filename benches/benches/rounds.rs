@@ -9,7 +9,11 @@
 //! cargo bench -p benches --bench rounds               # 7 rounds
 //! ROUNDS=15 BENCH_WORKLOADS=C,D cargo bench -p benches --bench rounds
 //! ONLY_OURS=1 BENCH_WORKLOADS=D perf record -g target/release/deps/rounds-<hash>   # profile
+//! cargo bench -p benches --bench rounds --features metrics   # with a Prometheus recorder
 //! ```
+//!
+//! Built with the `metrics` feature, pool-core records its metrics and this program installs
+//! the Prometheus recorder first, so the figures include what recording costs.
 
 #![allow(unreachable_pub, missing_debug_implementations, dead_code)]
 
@@ -124,8 +128,20 @@ fn main() {
             batches: 100,
         },
     ];
+    #[cfg(feature = "metrics")]
+    let _handle = {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        metrics::set_global_recorder(recorder).expect("no recorder installed yet");
+        handle
+    };
     println!(
-        "{rounds} interleaved rounds, medians (ours: defaults with min = max and CheckPolicy::Never)\n"
+        "{rounds} interleaved rounds, medians (ours: defaults with min = max and CheckPolicy::Never{})\n",
+        if cfg!(feature = "metrics") {
+            "; the metrics feature on, with the Prometheus recorder installed"
+        } else {
+            ""
+        }
     );
     println!("| workload | floor | ours | deadpool | ours/floor | deadpool/ours |");
     println!("|---|---|---|---|---|---|");

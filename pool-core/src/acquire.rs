@@ -3,21 +3,27 @@
 //!
 //! # Implementation details
 //!
-//! A caller reads the clock once and takes the lock once ([`Entry`]'s first poll,
-//! [`State::admit`](crate::state::State::admit)): if nobody is queued and a connection is
-//! idle it leaves with it; otherwise it takes a slot in the FIFO queue with its waker already
-//! in it and, if the pool may grow, wakes the connector. After that it looks at its slot under
-//! the lock when woken, so the slot is the single source of truth: a connection handed to it
-//! is owned by the slot until the waiter takes it. A queued caller reads no clock again: the
-//! connection it is handed carries the moment of the hand-off, which ends its wait.
+//! A new caller takes the lock once ([`Entry`]'s first poll): if nobody is queued and a
+//! connection is idle ([`State::take_idle`](crate::state::State::take_idle)) it leaves with it,
+//! having read no clock; the checkout reads it once afterwards, for its stamp. Otherwise,
+//! under the same lock, it reads the clock and takes a place in the FIFO queue
+//! ([`State::admit`](crate::state::State::admit)) with its waker already in its seat and, if
+//! the pool may grow, wakes the connector. While callers queue, the next caller reads the
+//! clock before taking the lock instead (the `queueing` hint), so the read does not lengthen
+//! the contended section.
+//!
+//! A queued caller then looks only at its own seat when woken (the seat's lock, not the
+//! pool's): the seat is the single source of truth, and a connection handed to it is owned by
+//! the seat until the caller takes it. A queued caller reads no clock again: the connection it
+//! is handed carries the moment of the hand-off, which ends its wait.
 //!
 //! **Timeouts.** Under the pool-wide `wait_timeout` (every `get()`), the waiter's deadline
-//! sits in its slot and the housekeeper's single timer fails it there, in queue order; the
-//! waiter sees the timeout in its slot exactly as it would see a connection. No timer is armed
+//! sits in its place in the queue and the housekeeper's single timer fails it there, in queue
+//! order; the waiter sees the timeout in its seat exactly as it would see a connection. No timer is armed
 //! per `get()`. A `get_timeout` with a timeout other than the pool's keeps a timer of its own
 //! (the rare path); when it fires, a connection handed over at the last moment is still taken.
 //!
-//! Dropping the `Entry` at any point (cancellation) frees the slot and passes a connection
+//! Dropping the `Entry` at any point (cancellation) gives up the seat and passes a connection
 //! already handed to it on to the next waiter or the idle list.
 //!
 //! A connection is checked when the [`CheckPolicy`] says so or the manager doubts it
@@ -53,7 +59,7 @@ use crate::waiters::Seat;
 enum Timer {
     /// None: it waits until served or the pool closes.
     Never,
-    /// The pool-wide one (the housekeeper's), through the deadline in its slot.
+    /// The pool-wide one (the housekeeper's), through the deadline in its place in the queue.
     Pool(Duration),
     /// Its own.
     Own(Duration),
@@ -332,7 +338,7 @@ impl<M: Manager> Entry<'_, M> {
         poll_fn(|cx| {
             let span = self.span.clone();
             let _entered = span.as_ref().map(tracing::Span::enter);
-            if let Poll::Ready(r) = self.poll_slot(cx) {
+            if let Poll::Ready(r) = self.poll_seat(cx) {
                 return Poll::Ready(r);
             }
             if let (Timer::Own(t), Some(since)) = (self.timer, self.since) {
@@ -348,7 +354,7 @@ impl<M: Manager> Entry<'_, M> {
         .await
     }
 
-    fn poll_slot(&mut self, cx: &mut Context<'_>) -> Poll<Next<M>> {
+    fn poll_seat(&mut self, cx: &mut Context<'_>) -> Poll<Next<M>> {
         let shared = self.shared;
         if let Some(seat) = &self.seat {
             // Its own seat's lock only: the pool's lock was taken by whoever handed it over.

@@ -61,10 +61,10 @@
 //! | file | owns |
 //! |---|---|
 //! | `state.rs` | everything under the lock: the idle list, the queue, `size` and `connecting` against the floor and ceiling, the backoff, the statistics and the leak watch; every change is one method (admit a caller, approve and settle a connect, release a connection with an outcome, reap, expire waiters, resize, close), unit-tested without a runtime |
-//! | `waiters.rs` | the FIFO queue on the slab: tickets (a caller going round again keeps its place), each waiter's slot and deadline, deadlines in queue order |
-//! | `slab.rs` | slots reused through a free list: no allocation once warm |
+//! | `waiters.rs` | the FIFO queue: tickets (a caller going round again keeps its place), each waiter's deadline in queue order, and its seat (a cell with its own lock that the hand-off fills and the caller empties without the pool's lock), seats reused once let go |
+//! | `slab.rs` | the leak watch's entries, reused through a free list: no allocation once warm |
 //! | `shared.rs` | the lock and the signals: lock, call one transition, unlock, then wake, close and log; `has_broken` and a closing connection's `Drop` run under `catch_unwind` |
-//! | `acquire.rs` | the `get()` path: fast path, queueing, a caller's own timer, the health check, cancellation |
+//! | `acquire.rs` | the `get()` path: the fast path (one lock, no clock read before it has a connection), queueing, a caller's own timer, the health check and `before_checkout`, cancellation |
 //! | `object.rs` | the checkout guard: every way a connection leaves a caller's hands |
 //! | `connector.rs` | the only place connections are opened; a panicking `connect` is a failed connect |
 //! | `housekeeping.rs` | the idle sweep (`has_broken` on idle connections), idle shrink, lifetime, leak reports, and the one timer that expires waiters |

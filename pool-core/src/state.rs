@@ -12,7 +12,7 @@
 //!
 //! Invariants (kept by the methods of this file alone):
 //! - `size` counts open connections: `idle.len()` plus the checked-out ones, including
-//!   connections sitting in a waiter's slot. `size + connecting <= max_size` whenever a
+//!   connections sitting in a waiter's seat. `size + connecting <= max_size` whenever a
 //!   connect is approved; `size` may exceed `max_size` only after [`State::resize`] lowered
 //!   it, until enough connections come back to be closed.
 //! - While `waiters` is non-empty, `idle` is empty: a connection that becomes available goes
@@ -39,7 +39,7 @@ use crate::stats::{millis, ConnectionInfo, Stats, Status};
 use crate::waiters::{Queued, Seat, Waiters};
 
 /// A connection with the pool's bookkeeping, boxed once when it is opened: the record moves
-/// between the idle list, waiter slots and `Object`s as one pointer, so a checkout copies 8
+/// between the idle list, waiter seats and `Object`s as one pointer, so a checkout copies 8
 /// bytes, not the record.
 pub(crate) struct Conn<C>(Box<Record<C>>);
 
@@ -526,7 +526,7 @@ impl<C, E> State<C, E> {
         self.stats.requests_timeouts += 1;
     }
 
-    /// A queued caller goes away (cancelled): its slot is freed, and a connection handed to it
+    /// A queued caller goes away (cancelled): its seat is given up, and a connection handed to it
     /// in the meantime goes on to the next waiter or the idle list.
     pub(crate) fn leave(&mut self, seat: &Seat<Handed<C, E>>) -> Released<C> {
         match self.waiters.remove(seat) {
@@ -1164,7 +1164,7 @@ mod tests {
             panic!()
         };
         let _ = st.release(conn, Outcome::Healthy, t0);
-        // The connection sits in the waiter's slot; a new caller must queue.
+        // The connection sits in the waiter's seat; a new caller must queue.
         assert!(matches!(
             st.admit(Arrival::New, t0, &waker(), None),
             Admit::Queued { .. }
