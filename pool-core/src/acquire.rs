@@ -110,14 +110,15 @@ pub(crate) async fn acquire<M: Manager>(
                 continue;
             }
         };
-        // A caller that neither queued nor waited for a check has nothing to report.
-        if let (Some(since), Some(end)) = (entry.since, end) {
+        // A caller that neither queued nor waited for a check or a hook has nothing to report.
+        if let Some((start, end)) = end {
+            let since = entry.since.unwrap_or(start);
             let waited = end.saturating_duration_since(since);
             if let Some(span) = &entry.span {
                 span.record("waited_ms", millis(waited));
             }
             #[cfg(feature = "metrics")]
-            shared.metrics.waited(waited);
+            shared.metrics.checked_out(waited);
             if shared
                 .config
                 .slow_acquire_threshold
@@ -127,7 +128,7 @@ pub(crate) async fn acquire<M: Manager>(
             }
         } else {
             #[cfg(feature = "metrics")]
-            shared.metrics.waited(Duration::ZERO);
+            shared.metrics.checked_out_at_once();
         }
         return Ok(obj);
     }
@@ -135,9 +136,10 @@ pub(crate) async fn acquire<M: Manager>(
 
 /// What became of a connection a caller got.
 enum Ready<M: Manager> {
-    /// Checked out, with when its checkout ended: after the health check or the hook if one
-    /// ran, else the hand-off that ended its wait; `None` for the fast path (no wait).
-    Out(Object<M>, Option<Instant>),
+    /// Checked out, with when its checkout began and ended: around the health check or the
+    /// hook if one ran, else the hand-off that ended its wait; `None` for the fast path (no
+    /// wait).
+    Out(Object<M>, Option<(Instant, Instant)>),
     /// Found dead by `has_broken` (taken from the idle list) or by `retain`, and released.
     Dead,
     /// Failed or timed out its health check or hook (begun at `start`, ended at `end`) and
@@ -186,9 +188,7 @@ async fn ready<M: Manager>(
     // Asked with the connection already in its guard: a panic here returns it.
     let check = by_policy || shared.manager.needs_check(obj.conn_mut());
     if !check && shared.hooks.before_checkout.is_none() {
-        #[cfg(feature = "metrics")]
-        shared.metrics.checkouts.increment(1);
-        return Ready::Out(obj, at);
+        return Ready::Out(obj, at.map(|t| (t, t)));
     }
     prepare(shared, obj, check, now).await
 }
@@ -256,9 +256,7 @@ async fn prepare<M: Manager>(
             }
         }
     }
-    #[cfg(feature = "metrics")]
-    shared.metrics.checkouts.increment(1);
-    Ready::Out(obj, Some(rt::now()))
+    Ready::Out(obj, Some((start, rt::now())))
 }
 
 /// `try_get()`: an idle connection if one is free and nobody is queued, else `None` at once
@@ -277,6 +275,8 @@ pub(crate) async fn try_acquire<M: Manager>(
             return Ok(None);
         };
         if let Ready::Out(obj, _) = ready(shared, conn, None, true, caller).await {
+            #[cfg(feature = "metrics")]
+            shared.metrics.checked_out_at_once();
             return Ok(Some(obj));
         }
     }

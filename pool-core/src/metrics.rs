@@ -2,8 +2,10 @@
 //! once, when the pool is built, with the label `pool` = the pool's name, so recording on the
 //! hot path allocates nothing. Gauges and counters are published from `status()` and `stats()`
 //! on every housekeeping pass (at most `housekeeping_interval` old) and when the pool closes;
-//! histograms and the checkout counter are recorded as things happen.
+//! histograms are recorded as things happen, except the zero waits of checkouts served at once,
+//! which are added (with their count in `pool_checkouts_total`) at each publish.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use metrics::{counter, gauge, histogram, Counter, Gauge, Histogram};
@@ -67,7 +69,7 @@ pub(crate) struct PoolMetrics {
     waiting: Gauge,
     connecting: Gauge,
     ceiling: Gauge,
-    pub(crate) checkouts: Counter,
+    checkouts: Counter,
     timeouts: Counter,
     connect_attempts: Counter,
     failures_transient: Counter,
@@ -82,6 +84,10 @@ pub(crate) struct PoolMetrics {
     wait: Histogram,
     connect: Histogram,
     checkout: Histogram,
+    /// Checkouts served at once (the fast path) since the last publish: counted in
+    /// `pool_checkouts_total` and recorded as zero waits in `pool_wait_seconds` when published,
+    /// so the fast path pays one relaxed increment instead of a counter and a histogram.
+    unwaited: AtomicU64,
 }
 
 impl PoolMetrics {
@@ -111,11 +117,17 @@ impl PoolMetrics {
             wait: histogram!("pool_wait_seconds", "pool" => pool.clone()),
             connect: histogram!("pool_connect_seconds", "pool" => pool.clone()),
             checkout: histogram!("pool_checkout_seconds", "pool" => pool),
+            unwaited: AtomicU64::new(0),
         }
     }
 
     /// Gauges and counters from a snapshot taken under the lock.
     pub(crate) fn publish(&self, s: &Status, st: &Stats) {
+        let unwaited = self.unwaited.swap(0, Ordering::Relaxed);
+        if unwaited > 0 {
+            self.checkouts.increment(unwaited);
+            self.wait.record_many(0.0, unwaited as usize);
+        }
         self.size.set(s.size as f64);
         self.idle.set(s.idle as f64);
         self.in_use.set(s.in_use as f64);
@@ -142,8 +154,16 @@ impl PoolMetrics {
             .absolute(st.connections_closed.saturating_sub(named));
     }
 
-    pub(crate) fn waited(&self, d: Duration) {
+    /// A checkout after a wait of `d` (or a health check or hook).
+    pub(crate) fn checked_out(&self, d: Duration) {
+        self.checkouts.increment(1);
         self.wait.record(d.as_secs_f64());
+    }
+
+    /// A checkout served at once; published with the next pass.
+    #[inline]
+    pub(crate) fn checked_out_at_once(&self) {
+        self.unwaited.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn connected(&self, d: Duration) {
