@@ -54,9 +54,11 @@ pub struct Stats {
     pub requests_num: u64,
     /// Requests that had to wait in the queue.
     pub requests_queued: u64,
-    /// Total time callers spent waiting, in milliseconds.
+    /// Total time callers spent waiting, in milliseconds, counted when each waiter is handed its
+    /// connection.
     pub requests_wait_ms: u64,
-    /// Requests that ended in an error (timeout, fatal backend error, closed, shed).
+    /// Requests that ended in an error (timeout, fatal backend error, closed, shed), counted
+    /// when the error is handed to the caller.
     pub requests_errors: u64,
     /// Of those, timeouts.
     pub requests_timeouts: u64,
