@@ -19,9 +19,10 @@
 //!
 //! **Timeouts.** Under the pool-wide `wait_timeout` (every `get()`), the waiter's deadline
 //! sits in its place in the queue and the housekeeper's single timer fails it there, in queue
-//! order; the waiter sees the timeout in its seat exactly as it would see a connection. No timer is armed
-//! per `get()`. A `get_timeout` with a timeout other than the pool's keeps a timer of its own
-//! (the rare path); when it fires, a connection handed over at the last moment is still taken.
+//! order; the waiter sees the timeout in its seat exactly as it would see a connection. No
+//! timer is armed per `get()`. A `get_timeout` with a timeout other than the pool's keeps a
+//! timer of its own (the rare path, boxed); when it fires, a connection handed over at the last
+//! moment is still taken.
 //!
 //! Dropping the `Entry` at any point (cancellation) gives up the seat and passes a connection
 //! already handed to it on to the next waiter or the idle list.
