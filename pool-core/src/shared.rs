@@ -325,8 +325,13 @@ impl<M: Manager> Shared<M> {
                 );
             }
             let next = st.housekeep(now, cap, chores);
+            // Snapshots under the lock, published after it: publishing records the batched
+            // zero waits, one sample per checkout served at once since the last pass.
             #[cfg(feature = "metrics")]
-            self.metrics.publish(&st.status(), &st.stats());
+            let snapshot = (st.status(), st.stats());
+            drop(st);
+            #[cfg(feature = "metrics")]
+            self.metrics.publish(&snapshot.0, &snapshot.1);
             next
         };
         for w in chores.wake.drain(..) {
