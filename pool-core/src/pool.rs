@@ -86,8 +86,8 @@ impl<M: Manager> Pool<M> {
     /// health-checked first when the [`CheckPolicy`] asks; one that fails is discarded and the
     /// caller is served by another.
     ///
-    /// No timer is armed per call: a queued caller's deadline sits in its place in the queue, and the
-    /// pool's housekeeping task expires the queue in order.
+    /// No timer is armed per call: a queued caller's deadline sits in its place in the queue,
+    /// and the pool's housekeeping task expires the queue in order.
     ///
     /// # Errors
     /// - [`PoolError::Timeout`] after `wait_timeout`, carrying the last connect error if any;

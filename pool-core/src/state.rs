@@ -397,6 +397,15 @@ impl<C, E> State<C, E> {
 
     // ---- callers ----
 
+    /// The next idle connection to hand out: the warmest (LIFO) or the longest idle (FIFO).
+    #[inline]
+    fn pop_idle(&mut self) -> Option<Conn<C>> {
+        match self.rules.queue_mode {
+            QueueMode::Lifo => self.idle.pop_back(),
+            QueueMode::Fifo => self.idle.pop_front(),
+        }
+    }
+
     /// The fast path of a new `get()`: an idle connection if one is free and nobody is queued
     /// ahead (counted as a request), else `None` and nothing counted; the caller then comes to
     /// [`State::admit`] under the same lock.
@@ -405,10 +414,7 @@ impl<C, E> State<C, E> {
         if self.closed || !self.waiters.is_empty() {
             return None;
         }
-        let conn = match self.rules.queue_mode {
-            QueueMode::Lifo => self.idle.pop_back(),
-            QueueMode::Fifo => self.idle.pop_front(),
-        }?;
+        let conn = self.pop_idle()?;
         self.stats.requests_num += 1;
         Some(conn)
     }
@@ -435,10 +441,7 @@ impl<C, E> State<C, E> {
             return Admit::Refused(PoolError::Closed);
         }
         if self.waiters.is_empty() {
-            let conn = match self.rules.queue_mode {
-                QueueMode::Lifo => self.idle.pop_back(),
-                QueueMode::Fifo => self.idle.pop_front(),
-            };
+            let conn = self.pop_idle();
             if let Some(conn) = conn {
                 return Admit::Idle(conn);
             }
@@ -485,10 +488,7 @@ impl<C, E> State<C, E> {
             return (Err(PoolError::Closed), false);
         }
         if self.waiters.is_empty() {
-            let conn = match self.rules.queue_mode {
-                QueueMode::Lifo => self.idle.pop_back(),
-                QueueMode::Fifo => self.idle.pop_front(),
-            };
+            let conn = self.pop_idle();
             if let Some(conn) = conn {
                 self.stats.requests_num += 1;
                 return (Ok(Some(conn)), false);
@@ -905,10 +905,7 @@ impl<C, E> State<C, E> {
             self.idle.insert(at, conn);
         }
         while !self.waiters.is_empty() {
-            let conn = match self.rules.queue_mode {
-                QueueMode::Lifo => self.idle.pop_back(),
-                QueueMode::Fifo => self.idle.pop_front(),
-            };
+            let conn = self.pop_idle();
             let Some(mut conn) = conn else { break };
             conn.stamp = now;
             match self.waiters.hand_off(conn, Ok) {
