@@ -127,6 +127,7 @@ pub(crate) struct Queued<T> {
 /// Spare seats looked at for one nobody holds, before a new one is made.
 const SPARE_SCAN: usize = 8;
 
+#[repr(C)]
 pub(crate) struct Waiters<T> {
     queue: VecDeque<Place<T>>,
     /// Seats filled or left, oldest first, to be reused once their callers have let them go.
