@@ -9,12 +9,15 @@
 //! under the same lock, it reads the clock and takes a place in the FIFO queue
 //! ([`State::admit`](crate::state::State::admit)) with its waker already in its seat and, if
 //! the pool may grow, wakes the connector. While callers queue, the next caller reads the
-//! clock before taking the lock instead (the `queueing` hint), so the read does not lengthen
-//! the contended section.
+//! clock and takes its seat from the store before taking the lock instead (the `queueing`
+//! hint), so neither lengthens the contended section.
 //!
 //! A queued caller then looks only at its own seat when woken (the seat's lock, not the
 //! pool's): the seat is the single source of truth, and a connection handed to it is owned by
-//! the seat until the caller takes it. A queued caller reads no clock again: the connection it
+//! the seat until the caller takes it. The hand-off pops the caller's place under the pool's
+//! lock and fills the seat after releasing it; until the fill lands, the caller's own timer
+//! waits for it, and a caller that goes away marks the seat left, so the connection comes back
+//! to the pool. A queued caller reads no clock again: the connection it
 //! is handed carries the moment of the hand-off, which ends its wait.
 //!
 //! **Timeouts.** Under the pool-wide `wait_timeout` (every `get()`), the waiter's deadline
@@ -50,10 +53,10 @@ use crate::error::PoolError;
 use crate::manager::Manager;
 use crate::object::Object;
 use crate::rt::{self, Instant};
+use crate::seats::Seat;
 use crate::shared::Shared;
 use crate::state::{Admit, Arrival, Conn, Handed, Outcome};
 use crate::stats::millis;
-use crate::waiters::Seat;
 
 /// Which timer ends this caller's wait.
 #[derive(Clone, Copy)]
@@ -347,7 +350,9 @@ impl<M: Manager> Entry<'_, M> {
                     .own_timer
                     .get_or_insert_with(|| Box::pin(rt::sleep_until(since + t)));
                 if timer.as_mut().poll(cx).is_ready() {
-                    return Poll::Ready(self.time_out());
+                    if let Some(r) = self.time_out() {
+                        return Poll::Ready(r);
+                    }
                 }
             }
             Poll::Pending
@@ -370,14 +375,20 @@ impl<M: Manager> Entry<'_, M> {
         // While callers queue, the next one likely will too: it reads the clock before taking
         // the lock, so the read does not lengthen the contended section. Otherwise it reads
         // none on the fast path, and under the lock only if it has to queue.
+        // The same goes for the seat it will wait in: taken before the lock, so the seat's
+        // cache line is not pulled in inside the contended section.
         let queueing = shared.queueing.load(Ordering::Relaxed);
         let early = queueing.then(rt::now);
+        let mut ready_seat = queueing.then(|| shared.seats.take(cx.waker()));
         let mut st = shared.state.lock();
         if let Arrival::New = self.arrival {
             if let Some(conn) = st.take_idle() {
                 drop(st);
                 if queueing {
                     shared.queueing.store(false, Ordering::Relaxed);
+                }
+                if let Some(seat) = ready_seat {
+                    shared.seats.give(seat);
                 }
                 return Poll::Ready(Ok(Got {
                     conn,
@@ -392,10 +403,22 @@ impl<M: Manager> Entry<'_, M> {
             Timer::Pool(t) => Some(since + t),
             Timer::Never | Timer::Own(_) => None,
         };
-        let admitted = st.admit(self.arrival, since, cx.waker(), deadline);
+        let admitted = st.admit(
+            self.arrival,
+            since,
+            || {
+                ready_seat
+                    .take()
+                    .unwrap_or_else(|| shared.seats.take(cx.waker()))
+            },
+            deadline,
+        );
         drop(st);
         if !queueing {
             shared.queueing.store(true, Ordering::Relaxed);
+        }
+        if let Some(seat) = ready_seat {
+            shared.seats.give(seat);
         }
         match admitted {
             Admit::Idle(conn) => Poll::Ready(Ok(Got {
@@ -431,19 +454,21 @@ impl<M: Manager> Entry<'_, M> {
         }
     }
 
-    /// Its own timer fired.
-    fn time_out(&mut self) -> Next<M> {
+    /// Its own timer fired: `None` if a connection is on its way to its seat (it keeps
+    /// waiting for it).
+    fn time_out(&mut self) -> Option<Next<M>> {
         let since = self.since.expect("a timed caller has a start");
         let now = rt::now();
         let mut st = self.shared.state.lock();
-        let handed = match self.seat.take() {
-            Some(seat) => st.time_out_waiter(&seat, since, now),
+        let handed = match &self.seat {
+            Some(seat) => st.time_out_waiter(seat, since, now)?,
             None => {
                 st.count_timeout();
                 Err(st.timeout_error(since, now))
             }
         };
-        handed.map(Got::handed)
+        self.seat = None;
+        Some(handed.map(Got::handed))
     }
 }
 

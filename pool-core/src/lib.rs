@@ -61,7 +61,8 @@
 //! | file | owns |
 //! |---|---|
 //! | `state.rs` | everything under the lock: the idle list, the queue, `size` and `connecting` against the floor and ceiling, the backoff, the statistics and the leak watch; every change is one method (admit a caller, approve and settle a connect, release a connection with an outcome, reap, expire waiters, resize, close), unit-tested without a runtime |
-//! | `waiters.rs` | the FIFO queue: tickets (a caller going round again keeps its place), each waiter's deadline in queue order, and its seat (a cell with its own lock that the hand-off fills and the caller empties without the pool's lock), seats reused once let go |
+//! | `waiters.rs` | the FIFO queue: tickets (a caller going round again keeps its place) and each waiter's deadline in queue order; the hot path's hand-off only pops a place |
+//! | `seats.rs` | a waiter's seat (a cell with its own lock, filled after the pool's lock is released and emptied by its caller without it; a caller leaving between pop and fill hands the connection back), and the store that reuses seats once their callers let go, sharded by thread |
 //! | `slab.rs` | the leak watch's entries, reused through a free list: no allocation once warm |
 //! | `shared.rs` | the lock and the signals: lock, call one transition, unlock, then wake, close and log; `has_broken` and a closing connection's `Drop` run under `catch_unwind` |
 //! | `acquire.rs` | the `get()` path: the fast path (one lock, no clock read before it has a connection), queueing, a caller's own timer, the health check and `before_checkout`, cancellation |
@@ -86,6 +87,7 @@ mod metrics;
 mod object;
 mod pool;
 mod rt;
+mod seats;
 #[cfg(feature = "serde")]
 mod serde_config;
 mod shared;

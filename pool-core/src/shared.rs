@@ -33,10 +33,10 @@ use crate::error::ConnectError;
 use crate::hooks::Hooks;
 use crate::manager::{ErrorClass, Manager};
 use crate::rt::{self, Instant};
+use crate::seats::{Seat, SeatStore};
 use crate::state::{Approval, Chores, Conn, Gone, Handed, Outcome, Released, State};
 use crate::stats::{millis, ConnectionInfo};
 use crate::sync::Mutex;
-use crate::waiters::Seat;
 
 pub(crate) struct Signals {
     /// Wakes the connector: demand may have changed.
@@ -59,6 +59,8 @@ pub(crate) struct Shared<M: Manager> {
     #[cfg(feature = "metrics")]
     pub(crate) metrics: crate::metrics::PoolMetrics,
     pub(crate) state: Mutex<State<M::Connection, M::Error>>,
+    /// Seats filled on the hot path, for reuse by the next callers to queue.
+    pub(crate) seats: SeatStore<Handed<M::Connection, M::Error>>,
     pub(crate) signals: Arc<Signals>,
     /// Live `Pool` handles; the last one to go closes the pool.
     pub(crate) handles: AtomicUsize,
@@ -95,6 +97,7 @@ impl<M: Manager> Shared<M> {
             metrics: crate::metrics::PoolMetrics::register(&name),
             name,
             state,
+            seats: SeatStore::new(),
             signals: Arc::new(Signals {
                 connector: Notify::new(),
                 housekeeper: Notify::new(),
@@ -202,9 +205,19 @@ impl<M: Manager> Shared<M> {
     /// Outside the lock: wake the waiter handed a connection, close one, tell the connector
     /// and the size watchers, log.
     #[inline]
-    fn finish(&self, released: Released<M::Connection>) {
-        if let Some(w) = released.waker {
-            w.wake();
+    fn finish(&self, released: Released<M::Connection, M::Error>) {
+        if let Some((seat, conn)) = released.fill {
+            match seat.fill(Ok(conn)) {
+                Ok(waker) => {
+                    self.seats.give(seat);
+                    if let Some(w) = waker {
+                        w.wake();
+                    }
+                }
+                // The waiter left between the pop and the fill: the connection comes back.
+                Err(Ok(conn)) => self.release(conn, Outcome::Healthy),
+                Err(Err(_)) => unreachable!("a hand-off fills a connection"),
+            }
         }
         if let Some(conn) = released.close {
             close_quietly(conn);

@@ -34,9 +34,10 @@ use crate::config::{Config, QueueMode};
 use crate::error::{ConnectError, PoolError, TimeoutError};
 use crate::manager::ErrorClass;
 use crate::rt::Instant;
+use crate::seats::Seat;
 use crate::slab::Slab;
 use crate::stats::{millis, ConnectionInfo, Stats, Status};
-use crate::waiters::{Queued, Seat, Waiters};
+use crate::waiters::{Out, Queued, Waiters};
 
 /// A connection with the pool's bookkeeping, boxed once when it is opened: the record moves
 /// between the idle list, waiter seats and `Object`s as one pointer, so a checkout copies 8
@@ -110,6 +111,9 @@ pub(crate) struct Checkout {
 
 /// What a waiter is handed: a connection or the error that ends its wait.
 pub(crate) type Handed<C, E> = Result<Conn<C>, PoolError<E>>;
+
+/// A popped waiter's seat and the connection to fill it with, outside the lock.
+pub(crate) type Fill<C, E> = (Seat<Handed<C, E>>, Conn<C>);
 
 /// The configuration the transitions need, fixed when the pool is built.
 struct Rules {
@@ -227,9 +231,10 @@ pub(crate) enum Outcome {
 /// What to do after [`State::release`] (and the other transitions that free a connection),
 /// outside the lock.
 #[must_use]
-pub(crate) struct Released<C> {
-    /// The waiter that was handed the connection.
-    pub(crate) waker: Option<Waker>,
+pub(crate) struct Released<C, E> {
+    /// The oldest waiter's seat, popped from the queue, and the connection to fill it with
+    /// once the lock is released.
+    pub(crate) fill: Option<Fill<C, E>>,
     /// The connection to close.
     pub(crate) close: Option<Conn<C>>,
     /// The pool wants a connection opened (a replacement for the waiters or the floor).
@@ -424,13 +429,14 @@ impl<C, E> State<C, E> {
     }
 
     /// A caller asks for a connection: an idle one if nobody is queued ahead, else a place in
-    /// the queue (with its waker, and `deadline` for the pool-wide timer), or a refusal.
+    /// the queue (in the seat `seat` gives, already waiting with the caller's waker, and with
+    /// `deadline` for the pool-wide timer), or a refusal.
     #[inline]
     pub(crate) fn admit(
         &mut self,
         arrival: Arrival,
         now: Instant,
-        waker: &Waker,
+        seat: impl FnOnce() -> Seat<Handed<C, E>>,
         deadline: Option<Instant>,
     ) -> Admit<C, E> {
         let ticket = match arrival {
@@ -459,7 +465,7 @@ impl<C, E> State<C, E> {
         if ticket.is_none() {
             self.stats.requests_queued += 1;
         }
-        let queued = self.waiters.push(ticket, waker.clone(), now, deadline);
+        let queued = self.waiters.push(ticket, seat(), now, deadline);
         if self.last_error_fatal {
             // A fatal error answered earlier callers at once; this one gets its own attempt.
             self.retry_at = None;
@@ -504,18 +510,22 @@ impl<C, E> State<C, E> {
 
     /// A queued caller's own timer fired (`get_timeout` with a timeout of its own): a
     /// connection handed over at the last moment is still taken, else it leaves with a
-    /// timeout.
+    /// timeout. `None`: its place was popped and the fill is on its way; it keeps waiting.
     pub(crate) fn time_out_waiter(
         &mut self,
         seat: &Seat<Handed<C, E>>,
         since: Instant,
         now: Instant,
-    ) -> Handed<C, E> {
-        // Whatever it was handed was counted when it was handed.
-        self.waiters.remove(seat).unwrap_or_else(|| {
-            self.count_timeout();
-            Err(self.timeout_error(since, now))
-        })
+    ) -> Option<Handed<C, E>> {
+        match self.waiters.remove(seat) {
+            Out::Removed => {
+                self.count_timeout();
+                Some(Err(self.timeout_error(since, now)))
+            }
+            // Whatever it was handed was counted when it was handed.
+            Out::Handed(handed) => Some(handed),
+            Out::InFlight => None,
+        }
     }
 
     /// A connection handed to a waiter that queued at `since`: its wait ends now.
@@ -532,14 +542,21 @@ impl<C, E> State<C, E> {
 
     /// A queued caller goes away (cancelled): its seat is given up, and a connection handed to it
     /// in the meantime goes on to the next waiter or the idle list.
-    pub(crate) fn leave(&mut self, seat: &Seat<Handed<C, E>>) -> Released<C> {
-        match self.waiters.remove(seat) {
+    pub(crate) fn leave(&mut self, seat: &Seat<Handed<C, E>>) -> Released<C, E> {
+        let handed = match self.waiters.remove(seat) {
+            Out::Removed => None,
+            Out::Handed(handed) => Some(handed),
+            // Popped, not yet filled: marked left, the fill gets the connection back (or it
+            // landed just now).
+            Out::InFlight => seat.leave(),
+        };
+        match handed {
             Some(Ok(conn)) => {
                 let stamp = conn.stamp;
                 self.release(conn, Outcome::Healthy, stamp)
             }
             Some(Err(_)) | None => Released {
-                waker: None,
+                fill: None,
                 close: None,
                 wake_connector: false,
                 leak_returned: None,
@@ -556,7 +573,7 @@ impl<C, E> State<C, E> {
         mut conn: Conn<C>,
         outcome: Outcome,
         now: Instant,
-    ) -> Released<C> {
+    ) -> Released<C, E> {
         if let Some(taken) = conn.taken.take() {
             self.stats.usage_ms += millis(now.saturating_duration_since(taken));
         }
@@ -580,7 +597,7 @@ impl<C, E> State<C, E> {
             self.size -= 1;
             self.stats.connections_closed += 1;
             return Released {
-                waker: None,
+                fill: None,
                 close: Some(conn),
                 wake_connector: self.wants_connect(),
                 leak_returned,
@@ -588,18 +605,18 @@ impl<C, E> State<C, E> {
             };
         }
         conn.stamp = now;
-        let waker = match self.waiters.hand_off(conn, Ok) {
-            Ok((waker, since)) => {
+        let fill = match self.waiters.pop() {
+            Some((seat, since)) => {
                 self.count_hand_off(since, now);
-                waker
+                Some((seat, conn))
             }
-            Err(conn) => {
+            None => {
                 self.idle.push_back(conn);
                 None
             }
         };
         Released {
-            waker,
+            fill,
             close: None,
             wake_connector: false,
             leak_returned,
@@ -609,11 +626,11 @@ impl<C, E> State<C, E> {
 
     /// A checked-out connection leaves the pool for good (`Object::take`): not counted as
     /// closed, and the pool may open a replacement.
-    pub(crate) fn detach(&mut self, watch: Option<usize>) -> Released<C> {
+    pub(crate) fn detach(&mut self, watch: Option<usize>) -> Released<C, E> {
         let leak_returned = self.end_watch(watch);
         self.size -= 1;
         Released {
-            waker: None,
+            fill: None,
             close: None,
             wake_connector: self.wants_connect(),
             leak_returned,
@@ -688,7 +705,7 @@ impl<C, E> State<C, E> {
         started: Instant,
         now: Instant,
         wake: &mut Vec<Waker>,
-    ) -> Result<Released<C>, Failure> {
+    ) -> Result<Released<C, E>, Failure> {
         let Approval(()) = approval;
         self.connecting -= 1;
         self.tries = self.tries.saturating_sub(1);
@@ -1081,7 +1098,7 @@ mod tests {
 
     /// Approves and settles one successful connect, raising the floor for it if nothing
     /// else asks for one.
-    fn open(st: &mut S, raw: u32, now: Instant) -> Released<u32> {
+    fn open(st: &mut S, raw: u32, now: Instant) -> Released<u32, Boom> {
         let s = st.status();
         if !st.wants_connect() {
             let _ = st.resize(s.size + 1, s.max_size);
@@ -1095,7 +1112,7 @@ mod tests {
     }
 
     fn take_idle(st: &mut S, now: Instant) -> Conn<u32> {
-        match st.admit(Arrival::New, now, &waker(), None) {
+        match st.admit(Arrival::New, now, || Seat::new(waker()), None) {
             Admit::Idle(c) => c,
             _ => panic!("no idle connection: {:?}", st.status()),
         }
@@ -1118,7 +1135,7 @@ mod tests {
             .settle_connect(a, Ok(1), now, now, &mut Vec::new())
             .ok()
             .unwrap();
-        assert!(r.waker.is_none() && r.close.is_none());
+        assert!(r.fill.is_none() && r.close.is_none());
         let _ = open(&mut st, 2, now);
         assert!(!st.wants_connect(), "floor met, nobody waiting");
         assert!(st.is_ready());
@@ -1136,7 +1153,7 @@ mod tests {
             queued,
             wake_connector,
             ..
-        } = st.admit(Arrival::New, t0, &waker(), None)
+        } = st.admit(Arrival::New, t0, || Seat::new(waker()), None)
         else {
             panic!("should queue")
         };
@@ -1144,8 +1161,13 @@ mod tests {
         assert!(queued.seat.poll(&waker()).is_none());
         let t1 = t0 + secs(2);
         let r = st.release(conn, Outcome::Healthy, t1);
-        assert!(r.waker.is_some(), "the waiter is woken");
         assert_eq!(st.status().idle, 0);
+        let (seat, conn) = r.fill.expect("the waiter's seat is to be filled");
+        assert!(seat.is(&queued.seat));
+        assert!(
+            seat.fill(Ok(conn)).is_ok(),
+            "filled, and its waker handed back"
+        );
         let got = queued.seat.poll(&waker()).unwrap().ok().unwrap();
         assert_eq!(got.raw, 1);
         assert_eq!(
@@ -1161,19 +1183,33 @@ mod tests {
         let mut st = state(0, 1);
         let _ = open(&mut st, 1, t0);
         let conn = take_idle(&mut st, t0);
-        let Admit::Queued { queued, .. } = st.admit(Arrival::New, t0, &waker(), None) else {
+        let Admit::Queued { queued, .. } = st.admit(Arrival::New, t0, || Seat::new(waker()), None)
+        else {
             panic!()
         };
-        let _ = st.release(conn, Outcome::Healthy, t0);
-        // The connection sits in the waiter's seat; a new caller must queue.
-        assert!(matches!(
-            st.admit(Arrival::New, t0, &waker(), None),
-            Admit::Queued { .. }
-        ));
-        // The first waiter leaves without taking it: on to the second.
-        let r = st.leave(&queued.seat);
-        assert!(r.waker.is_some());
+        let r = st.release(conn, Outcome::Healthy, t0);
+        // The connection is on its way to the waiter's seat; a new caller must queue.
+        let Admit::Queued { queued: second, .. } =
+            st.admit(Arrival::New, t0, || Seat::new(waker()), None)
+        else {
+            panic!("a new caller queues behind the hand-off")
+        };
+        // The first waiter leaves before the fill lands: the fill gets the connection back,
+        // and releasing it again hands it to the second.
+        assert!(st.leave(&queued.seat).fill.is_none());
+        let (seat, conn) = r.fill.expect("popped for the first waiter");
+        let Err(Ok(conn)) = seat.fill(Ok(conn)) else {
+            panic!("the seat was left")
+        };
+        let r = st.release(conn, Outcome::Healthy, t0);
+        let (seat, conn) = r.fill.expect("on to the second waiter");
+        assert!(seat.is(&second.seat));
         assert_eq!(st.status().waiting, 0);
+        // The second leaves after the fill: it passes the connection on to the idle list.
+        assert!(seat.fill(Ok(conn)).is_ok());
+        let r = st.leave(&second.seat);
+        assert!(r.fill.is_none() && r.close.is_none());
+        assert_eq!(st.status().idle, 1);
     }
 
     #[test]
@@ -1224,10 +1260,12 @@ mod tests {
         let t0 = Instant::now();
         let mut st = state(0, 2);
         let keys: Vec<_> = (0..3)
-            .map(|_| match st.admit(Arrival::New, t0, &waker(), None) {
-                Admit::Queued { queued, .. } => queued.seat,
-                _ => panic!(),
-            })
+            .map(
+                |_| match st.admit(Arrival::New, t0, || Seat::new(waker()), None) {
+                    Admit::Queued { queued, .. } => queued.seat,
+                    _ => panic!(),
+                },
+            )
             .collect();
         let Next::Connect(a) = st.approve_connect(t0) else {
             panic!()
@@ -1250,7 +1288,7 @@ mod tests {
             Next::Sleep | Next::WaitUntil(_)
         ));
         // ...until a new caller arrives: it gets its own attempt at once.
-        let _ = st.admit(Arrival::New, t0, &waker(), None);
+        let _ = st.admit(Arrival::New, t0, || Seat::new(waker()), None);
         assert!(matches!(st.approve_connect(t0), Next::Connect(_)));
     }
 
@@ -1300,13 +1338,17 @@ mod tests {
         // The housekeeper sleeps until its cap, 1 s from now.
         let (at, _) = st.housekeep(t0, t0 + secs(1), &mut chores);
         assert_eq!(at, t0 + secs(1));
-        let admit =
-            |st: &mut S, deadline| match st.admit(Arrival::New, t0, &waker(), Some(deadline)) {
-                Admit::Queued {
-                    queued, wake_timer, ..
-                } => (queued.seat, wake_timer),
-                _ => panic!(),
-            };
+        let admit = |st: &mut S, deadline| match st.admit(
+            Arrival::New,
+            t0,
+            || Seat::new(waker()),
+            Some(deadline),
+        ) {
+            Admit::Queued {
+                queued, wake_timer, ..
+            } => (queued.seat, wake_timer),
+            _ => panic!(),
+        };
         // A deadline after the timer's next look needs no wake-up...
         let (late, woke) = admit(&mut st, t0 + secs(30));
         assert!(!woke);
@@ -1404,7 +1446,8 @@ mod tests {
         let mut st_waiting = state(0, 1);
         let _ = open(&mut st_waiting, 3, t0);
         let held_w = take_idle(&mut st_waiting, t0);
-        let Admit::Queued { queued, .. } = st_waiting.admit(Arrival::New, t0, &waker(), None)
+        let Admit::Queued { queued, .. } =
+            st_waiting.admit(Arrival::New, t0, || Seat::new(waker()), None)
         else {
             panic!()
         };
@@ -1416,7 +1459,7 @@ mod tests {
         assert!(st.release(held, Outcome::Healthy, t0).close.is_some());
         assert!(st.is_drained());
         assert!(matches!(
-            st.admit(Arrival::New, t0, &waker(), None),
+            st.admit(Arrival::New, t0, || Seat::new(waker()), None),
             Admit::Refused(PoolError::Closed)
         ));
 
@@ -1442,9 +1485,9 @@ mod tests {
             ..Config::default()
         };
         let mut st: S = State::new(&config, 1);
-        let _ = st.admit(Arrival::New, t0, &waker(), None);
+        let _ = st.admit(Arrival::New, t0, || Seat::new(waker()), None);
         assert!(matches!(
-            st.admit(Arrival::New, t0, &waker(), None),
+            st.admit(Arrival::New, t0, || Seat::new(waker()), None),
             Admit::Refused(PoolError::TooManyWaiters { max_waiting: 1 })
         ));
         assert_eq!(st.stats().requests_errors, 1);
@@ -1506,7 +1549,7 @@ mod tests {
             queued,
             wake_connector,
             ..
-        } = st.admit(Arrival::New, t0 + secs(1), &waker(), None)
+        } = st.admit(Arrival::New, t0 + secs(1), || Seat::new(waker()), None)
         else {
             panic!("nothing idle during the look: it queues")
         };
