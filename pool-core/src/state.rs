@@ -1178,6 +1178,30 @@ mod tests {
     }
 
     #[test]
+    fn an_own_timer_firing_during_a_fill_in_flight_waits_for_the_connection() {
+        let t0 = Instant::now();
+        let mut st = state(0, 1);
+        let _ = open(&mut st, 1, t0);
+        let conn = take_idle(&mut st, t0);
+        let Admit::Queued { queued, .. } = st.admit(Arrival::New, t0, || Seat::new(waker()), None)
+        else {
+            panic!("should queue")
+        };
+        let r = st.release(conn, Outcome::Healthy, t0);
+        // Popped, not yet filled: the timer does not fail it.
+        assert!(st.time_out_waiter(&queued.seat, t0, t0 + secs(5)).is_none());
+        assert_eq!(st.stats().requests_timeouts, 0);
+        let (seat, conn) = r.fill.expect("popped for the waiter");
+        assert!(seat.fill(Ok(conn)).is_ok());
+        let got = st.time_out_waiter(&queued.seat, t0, t0 + secs(5));
+        assert!(
+            matches!(got, Some(Ok(c)) if c.raw == 1),
+            "the last-moment hand-off is taken"
+        );
+        assert_eq!(st.stats().requests_timeouts, 0);
+    }
+
+    #[test]
     fn a_new_caller_never_barges_past_the_queue() {
         let t0 = Instant::now();
         let mut st = state(0, 1);
