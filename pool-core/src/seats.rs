@@ -72,19 +72,16 @@ impl<T> Seat<T> {
             }
             return None;
         }
-        match std::mem::replace(&mut *state, SeatState::Empty) {
-            SeatState::Done(value) => Some(value),
-            other => {
-                *state = other;
-                None
-            }
-        }
+        Self::empty(&mut state)
     }
 
     /// What it was handed, if anything, leaving it empty.
     pub(crate) fn take(&self) -> Option<T> {
-        let mut state = self.0.lock();
-        match std::mem::replace(&mut *state, SeatState::Empty) {
+        Self::empty(&mut self.0.lock())
+    }
+
+    fn empty(state: &mut SeatState<T>) -> Option<T> {
+        match std::mem::replace(state, SeatState::Empty) {
             SeatState::Done(value) => Some(value),
             other => {
                 *state = other;
