@@ -17,8 +17,8 @@
 //! the seat until the caller takes it. The hand-off pops the caller's place under the pool's
 //! lock and fills the seat after releasing it; until the fill lands, the caller's own timer
 //! waits for it, and a caller that goes away marks the seat left, so the connection comes back
-//! to the pool. A queued caller reads no clock again: the connection it
-//! is handed carries the moment of the hand-off, which ends its wait.
+//! to the pool. A queued caller reads no clock again: the connection it is handed carries the
+//! moment of the hand-off, which ends its wait.
 //!
 //! **Timeouts.** Under the pool-wide `wait_timeout` (every `get()`), the waiter's deadline
 //! sits in its place in the queue and the housekeeper's single timer fails it there, in queue
@@ -388,7 +388,7 @@ impl<M: Manager> Entry<'_, M> {
                     shared.queueing.store(false, Ordering::Relaxed);
                 }
                 if let Some(seat) = ready_seat {
-                    shared.seats.give(seat);
+                    shared.seats.give_unused(seat);
                 }
                 return Poll::Ready(Ok(Got {
                     conn,
@@ -418,7 +418,7 @@ impl<M: Manager> Entry<'_, M> {
             shared.queueing.store(true, Ordering::Relaxed);
         }
         if let Some(seat) = ready_seat {
-            shared.seats.give(seat);
+            shared.seats.give_unused(seat);
         }
         match admitted {
             Admit::Idle(conn) => Poll::Ready(Ok(Got {

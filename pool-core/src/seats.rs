@@ -94,20 +94,18 @@ impl<T> Seat<T> {
     /// first, else `None` and the seat is marked left (the fill then gets its value back).
     pub(crate) fn leave(&self) -> Option<T> {
         let mut state = self.0.lock();
-        match std::mem::replace(&mut *state, SeatState::Left) {
-            SeatState::Done(value) => {
-                *state = SeatState::Empty;
-                Some(value)
-            }
-            SeatState::Waiting(_) | SeatState::Left => None,
-            SeatState::Empty => {
-                *state = SeatState::Empty;
+        match &*state {
+            SeatState::Done(_) => Self::empty(&mut state),
+            SeatState::Waiting(_) => {
+                *state = SeatState::Left;
                 None
             }
+            SeatState::Left | SeatState::Empty => None,
         }
     }
 
-    /// A caller that left while still queued: nothing will come.
+    /// A caller that left while still queued, or a seat taken and not used: nothing will
+    /// come (and no waker is kept).
     pub(crate) fn clear(&self) {
         *self.0.lock() = SeatState::Empty;
     }
@@ -187,6 +185,13 @@ impl<T> SeatStore<T> {
             }
         }
         Seat::new(waker.clone())
+    }
+
+    /// A seat taken before the lock and not needed after all goes back, without the waker
+    /// it was given (a waker kept in the store would keep its task's memory alive).
+    pub(crate) fn give_unused(&self, seat: Seat<T>) {
+        seat.clear();
+        self.give(seat);
     }
 
     /// A seat whose place was served goes back, to be reused once its caller lets it go.

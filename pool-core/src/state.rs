@@ -1111,6 +1111,18 @@ mod tests {
             .expect("a successful connect")
     }
 
+    /// A pool of one: its connection checked out, and a caller queued for it.
+    fn one_out_one_queued(t0: Instant) -> (S, Conn<u32>, Queued<Handed<u32, Boom>>) {
+        let mut st = state(0, 1);
+        let _ = open(&mut st, 1, t0);
+        let conn = take_idle(&mut st, t0);
+        let Admit::Queued { queued, .. } = st.admit(Arrival::New, t0, || Seat::new(waker()), None)
+        else {
+            panic!("should queue")
+        };
+        (st, conn, queued)
+    }
+
     fn take_idle(st: &mut S, now: Instant) -> Conn<u32> {
         match st.admit(Arrival::New, now, || Seat::new(waker()), None) {
             Admit::Idle(c) => c,
@@ -1180,13 +1192,7 @@ mod tests {
     #[test]
     fn an_own_timer_firing_during_a_fill_in_flight_waits_for_the_connection() {
         let t0 = Instant::now();
-        let mut st = state(0, 1);
-        let _ = open(&mut st, 1, t0);
-        let conn = take_idle(&mut st, t0);
-        let Admit::Queued { queued, .. } = st.admit(Arrival::New, t0, || Seat::new(waker()), None)
-        else {
-            panic!("should queue")
-        };
+        let (mut st, conn, queued) = one_out_one_queued(t0);
         let r = st.release(conn, Outcome::Healthy, t0);
         // Popped, not yet filled: the timer does not fail it.
         assert!(st.time_out_waiter(&queued.seat, t0, t0 + secs(5)).is_none());
@@ -1204,13 +1210,7 @@ mod tests {
     #[test]
     fn a_new_caller_never_barges_past_the_queue() {
         let t0 = Instant::now();
-        let mut st = state(0, 1);
-        let _ = open(&mut st, 1, t0);
-        let conn = take_idle(&mut st, t0);
-        let Admit::Queued { queued, .. } = st.admit(Arrival::New, t0, || Seat::new(waker()), None)
-        else {
-            panic!()
-        };
+        let (mut st, conn, queued) = one_out_one_queued(t0);
         let r = st.release(conn, Outcome::Healthy, t0);
         // The connection is on its way to the waiter's seat; a new caller must queue.
         let Admit::Queued { queued: second, .. } =
