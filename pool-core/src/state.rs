@@ -152,13 +152,19 @@ struct Full {
 #[repr(C)]
 pub(crate) struct State<C, E> {
     // Declared hot first (`repr(C)` keeps the order): what every checkout and return touch
-    // sits in the lock's cache line and the few after it, so a transition pulls as few lines
-    // from the other cores as it can.
+    // sits in the lock's cache line (`sync::Mutex` is line-aligned) and the one after it, so a
+    // transition pulls as few lines from the other cores as it can
+    // (`hot_fields_share_the_locks_two_lines` keeps it so).
     closed: bool,
     last_error_fatal: bool,
     size: usize,
     max_size: usize,
     idle: VecDeque<Conn<C>>,
+    /// `Stats::requests_num` and `Stats::usage_ms`, the two counters every checkout and
+    /// return add to, kept here beside the idle list rather than with the rest of the
+    /// statistics a few cache lines on.
+    requests_num: u64,
+    usage_ms: u64,
     waiters: Waiters<Handed<C, E>>,
     /// When the timer task next looks at the queue (`None`: it is not sleeping on a deadline).
     timer_at: Option<Instant>,
@@ -323,6 +329,8 @@ impl<C, E> State<C, E> {
                 adaptive_ceiling: config.adaptive_ceiling,
             },
             idle: VecDeque::with_capacity(config.max_size),
+            requests_num: 0,
+            usage_ms: 0,
             waiters: Waiters::new(),
             size: 0,
             connecting: 0,
@@ -378,7 +386,11 @@ impl<C, E> State<C, E> {
     }
 
     pub(crate) fn stats(&self) -> Stats {
-        self.stats
+        Stats {
+            requests_num: self.requests_num,
+            usage_ms: self.usage_ms,
+            ..self.stats
+        }
     }
 
     pub(crate) fn is_closed(&self) -> bool {
@@ -424,7 +436,7 @@ impl<C, E> State<C, E> {
             return None;
         }
         let conn = self.pop_idle()?;
-        self.stats.requests_num += 1;
+        self.requests_num += 1;
         Some(conn)
     }
 
@@ -441,7 +453,7 @@ impl<C, E> State<C, E> {
     ) -> Admit<C, E> {
         let ticket = match arrival {
             Arrival::New => {
-                self.stats.requests_num += 1;
+                self.requests_num += 1;
                 None
             }
             Arrival::Again { ticket } => ticket,
@@ -500,7 +512,7 @@ impl<C, E> State<C, E> {
         if self.waiters.is_empty() {
             let conn = self.pop_idle();
             if let Some(conn) = conn {
-                self.stats.requests_num += 1;
+                self.requests_num += 1;
                 return (Ok(Some(conn)), false);
             }
         }
@@ -575,7 +587,7 @@ impl<C, E> State<C, E> {
         now: Instant,
     ) -> Released<C, E> {
         if let Some(taken) = conn.taken.take() {
-            self.stats.usage_ms += millis(now.saturating_duration_since(taken));
+            self.usage_ms += millis(now.saturating_duration_since(taken));
         }
         let leak_returned = self.end_watch(conn.watch.take());
         match outcome {
@@ -1611,5 +1623,41 @@ mod tests {
         assert_eq!(close.len(), 2);
         assert!(st.is_drained());
         assert_eq!(st.stats().connections_closed, 2);
+    }
+
+    /// The fields every checkout and return touch under the lock sit in two cache lines: the
+    /// lock's own (the lock word, `closed`, the sizes, the idle list) and the next (the two hot
+    /// counters and the queue), with `Mutex` aligned to a line.
+    #[test]
+    fn hot_fields_share_the_locks_two_lines() {
+        use std::mem::{offset_of, size_of};
+        type St = State<u64, std::io::Error>;
+        type Locked = crate::sync::Mutex<St>;
+        assert_eq!(std::mem::align_of::<Locked>(), 64);
+        // The state sits after the lock word (and poison flag): 8 bytes in.
+        let at = |offset: usize| 8 + offset;
+        let end = |offset: usize, size: usize| at(offset) + size;
+        for (field, offset, size) in [
+            ("closed", offset_of!(St, closed), 1),
+            ("size", offset_of!(St, size), 8),
+            ("max_size", offset_of!(St, max_size), 8),
+            (
+                "idle",
+                offset_of!(St, idle),
+                size_of::<VecDeque<Conn<u64>>>(),
+            ),
+        ] {
+            assert!(end(offset, size) <= 64, "{field} leaves the lock's line");
+        }
+        for (field, offset, size) in [
+            ("requests_num", offset_of!(St, requests_num), 8),
+            ("usage_ms", offset_of!(St, usage_ms), 8),
+            ("waiters", offset_of!(St, waiters), 32),
+        ] {
+            assert!(
+                at(offset) >= 64 && end(offset, size) <= 128,
+                "{field} leaves the second line"
+            );
+        }
     }
 }
