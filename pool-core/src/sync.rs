@@ -1,24 +1,55 @@
 //! The one lock the engine uses, behind a small facade so its implementation can be swapped
 //! (and measured) in one place.
 
-/// A mutex whose `lock` cannot fail: the engine never panics while holding it, and a poisoned
-/// lock (a panic in a caller's `Drop` elsewhere) still guards consistent state.
+use std::hint::spin_loop;
+
+/// Failed looks at a held lock before the waiting thread yields its core between looks.
+const SPINS: u32 = 64;
+
+/// A spin lock that yields: the engine's critical sections are a few dozen instructions,
+/// never await, never call user code and never block, so a thread that finds the lock taken
+/// waits by reading it (no write, so the holder keeps its cache line), and after [`SPINS`]
+/// looks yields its core to the holder in case it was preempted. Releasing is a plain store,
+/// not the read-modify-write a sleeping lock needs to find out whom to wake.
 ///
 /// Aligned to a cache line: the pool's state lock word then shares its line with the state's
 /// hot fields (see `State`'s layout), and no lock shares a line with an unrelated neighbour.
+/// There is no poisoning: the engine never panics while holding a lock.
 #[derive(Debug, Default)]
 #[repr(align(64))]
-pub(crate) struct Mutex<T>(std::sync::Mutex<T>);
+pub(crate) struct Mutex<T>(spin::mutex::SpinMutex<T>);
+
+pub(crate) type MutexGuard<'a, T> = spin::mutex::SpinMutexGuard<'a, T>;
 
 impl<T> Mutex<T> {
     pub(crate) fn new(value: T) -> Self {
-        Mutex(std::sync::Mutex::new(value))
+        Mutex(spin::mutex::SpinMutex::new(value))
     }
 
     #[inline]
-    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, T> {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
+        match self.0.try_lock() {
+            Some(guard) => guard,
+            None => self.lock_contended(),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn lock_contended(&self) -> MutexGuard<'_, T> {
+        let mut looks = 0u32;
+        loop {
+            while self.0.is_locked() {
+                if looks < SPINS {
+                    looks += 1;
+                    spin_loop();
+                } else {
+                    std::thread::yield_now();
+                }
+            }
+            if let Some(guard) = self.0.try_lock() {
+                return guard;
+            }
+        }
     }
 }
