@@ -54,7 +54,7 @@ use crate::manager::Manager;
 use crate::object::Object;
 use crate::rt::{self, Instant};
 use crate::seats::Seat;
-use crate::shared::Shared;
+use crate::shared::{Links, Shared};
 use crate::state::{Admit, Arrival, Conn, Handed, Outcome};
 use crate::stats::millis;
 
@@ -71,6 +71,7 @@ enum Timer {
 
 pub(crate) async fn acquire<M: Manager>(
     shared: &Arc<Shared<M>>,
+    links: &Links<M>,
     timeout: Option<Duration>,
     caller: &'static Location<'static>,
 ) -> Result<Object<M>, PoolError<M::Error>> {
@@ -95,7 +96,7 @@ pub(crate) async fn acquire<M: Manager>(
             at,
             from_idle,
         } = entry.next().await?;
-        let (obj, end) = match ready(shared, conn, at, from_idle, caller).await {
+        let (obj, end) = match ready(shared, links, conn, at, from_idle, caller).await {
             Ready::Out(obj, end) => (obj, end),
             Ready::Dead => {
                 entry.arrival = Arrival::Again { ticket: None };
@@ -158,6 +159,7 @@ enum Ready<M: Manager> {
 #[inline]
 async fn ready<M: Manager>(
     shared: &Arc<Shared<M>>,
+    links: &Links<M>,
     mut conn: Conn<M::Connection>,
     at: Option<Instant>,
     from_idle: bool,
@@ -188,7 +190,7 @@ async fn ready<M: Manager>(
     if shared.config.leak_threshold.is_some() {
         shared.watch(&mut conn, caller, now);
     }
-    let mut obj = Object::new(Arc::clone(shared), conn);
+    let mut obj = Object::new(links.pick(), conn);
     // Asked with the connection already in its guard: a panic here returns it.
     let check = by_policy || shared.manager.needs_check(obj.conn_mut());
     if !check && shared.hooks.before_checkout.is_none() {
@@ -268,6 +270,7 @@ async fn prepare<M: Manager>(
 /// replaced by the next idle one, if any.
 pub(crate) async fn try_acquire<M: Manager>(
     shared: &Arc<Shared<M>>,
+    links: &Links<M>,
     caller: &'static Location<'static>,
 ) -> Result<Option<Object<M>>, PoolError<M::Error>> {
     loop {
@@ -278,7 +281,7 @@ pub(crate) async fn try_acquire<M: Manager>(
         let Some(conn) = taken? else {
             return Ok(None);
         };
-        if let Ready::Out(obj, _) = ready(shared, conn, None, true, caller).await {
+        if let Ready::Out(obj, _) = ready(shared, links, conn, None, true, caller).await {
             #[cfg(feature = "metrics")]
             shared.metrics.checked_out_at_once();
             return Ok(Some(obj));

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crate::manager::Manager;
 use crate::rt::Instant;
-use crate::shared::{panic_message, Shared};
+use crate::shared::{panic_message, Link, Shared};
 use crate::state::{Conn, Outcome};
 use crate::stats::ConnectionInfo;
 
@@ -21,14 +21,14 @@ use crate::stats::ConnectionInfo;
 #[must_use = "dropping the Object returns the connection at once"]
 pub struct Object<M: Manager> {
     conn: Option<Conn<M::Connection>>,
-    shared: Arc<Shared<M>>,
+    shared: Arc<Link<M>>,
     /// Set while a health check runs: a caller cancelled mid-check leaves the connection in an
     /// unknown protocol state, so it is discarded rather than returned.
     pub(crate) checking: bool,
 }
 
 impl<M: Manager> Object<M> {
-    pub(crate) fn new(shared: Arc<Shared<M>>, conn: Conn<M::Connection>) -> Self {
+    pub(crate) fn new(shared: Arc<Link<M>>, conn: Conn<M::Connection>) -> Self {
         Object {
             conn: Some(conn),
             shared,

@@ -13,17 +13,19 @@ use crate::error::{ConfigError, PoolError};
 use crate::hooks::{HookFuture, Hooks};
 use crate::manager::Manager;
 use crate::object::Object;
-use crate::shared::Shared;
+use crate::shared::{Links, Shared};
 use crate::stats::{ConnectionInfo, Stats, Status};
 use crate::{connector, housekeeping, rt};
 
 /// An elastic connection pool: between `min_size` and `max_size` connections, growing on
 /// demand in the background and shrinking idle connections back to the floor.
 ///
-/// Cheap to clone (one `Arc`); `Send + Sync`. Dropping the last clone closes the idle
+/// Cheap to clone (two `Arc`s); `Send + Sync`. Dropping the last clone closes the idle
 /// connections and stops the background tasks; checked-out connections close when returned.
 pub struct Pool<M: Manager> {
     shared: Arc<Shared<M>>,
+    /// The handles its `Object`s hold.
+    links: Arc<Links<M>>,
 }
 
 impl<M: Manager> Clone for Pool<M> {
@@ -31,6 +33,7 @@ impl<M: Manager> Clone for Pool<M> {
         self.shared.handles.fetch_add(1, Ordering::Relaxed);
         Pool {
             shared: Arc::clone(&self.shared),
+            links: Arc::clone(&self.links),
         }
     }
 }
@@ -118,6 +121,7 @@ impl<M: Manager> Pool<M> {
     pub fn get(&self) -> impl Future<Output = Result<Object<M>, PoolError<M::Error>>> + Send + '_ {
         acquire::acquire(
             &self.shared,
+            &self.links,
             self.shared.config.wait_timeout,
             Location::caller(),
         )
@@ -139,7 +143,7 @@ impl<M: Manager> Pool<M> {
         &self,
         timeout: Option<Duration>,
     ) -> impl Future<Output = Result<Object<M>, PoolError<M::Error>>> + Send + '_ {
-        acquire::acquire(&self.shared, timeout, Location::caller())
+        acquire::acquire(&self.shared, &self.links, timeout, Location::caller())
     }
 
     /// Waits until the pool has opened its `min_size` connections.
@@ -243,7 +247,7 @@ impl<M: Manager> Pool<M> {
     pub fn try_get(
         &self,
     ) -> impl Future<Output = Result<Option<Object<M>>, PoolError<M::Error>>> + Send + '_ {
-        acquire::try_acquire(&self.shared, Location::caller())
+        acquire::try_acquire(&self.shared, &self.links, Location::caller())
     }
 
     /// Closes the idle connections for which `keep` returns false, now, and every other
@@ -469,6 +473,7 @@ impl<M: Manager> PoolBuilder<M> {
         ));
         rt::spawn(housekeeping::run(Arc::downgrade(&shared), signals));
         shared.signals.connector.notify_one();
-        Ok(Pool { shared })
+        let links = Arc::new(Links::new(&shared));
+        Ok(Pool { shared, links })
     }
 }

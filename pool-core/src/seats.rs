@@ -19,13 +19,11 @@
 //! and let it go); the oldest spares are looked at first. Once warm, queueing allocates
 //! nothing.
 
-use std::cell::Cell;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::Waker;
 
-use crate::sync::Mutex;
+use crate::sync::{thread_shard, Mutex, SHARDS};
 
 enum SeatState<T> {
     /// Queued (or popped and about to be filled); the waker of the task to wake.
@@ -133,25 +131,10 @@ impl<T> Seat<T> {
 }
 
 /// Shards of spare seats.
-const SHARDS: usize = 4;
 /// Spare seats looked at in a shard for a free one.
 const SCAN: usize = 8;
 /// Spare seats a shard keeps; beyond that a filled seat is dropped.
 const KEPT: usize = 256;
-
-/// Each thread's shard, fixed the first time it asks.
-fn shard() -> usize {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    thread_local! {
-        static SHARD: Cell<usize> = const { Cell::new(usize::MAX) };
-    }
-    SHARD.with(|s| {
-        if s.get() == usize::MAX {
-            s.set(NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS);
-        }
-        s.get()
-    })
-}
 
 /// One shard's spares, on a cache line of its own.
 #[repr(align(64))]
@@ -172,7 +155,7 @@ impl<T> SeatStore<T> {
     /// A seat waiting with `waker`: a free spare (this thread's shard first, then the next),
     /// else a new one.
     pub(crate) fn take(&self, waker: &Waker) -> Seat<T> {
-        let home = shard();
+        let home = thread_shard();
         for i in 0..2 {
             let mut spares = self.shards[(home + i) % SHARDS].0.lock();
             if let Some(at) = spares.iter().take(SCAN).position(Seat::is_free) {
@@ -197,7 +180,7 @@ impl<T> SeatStore<T> {
     /// A seat whose place was served goes back, to be reused once its caller lets it go.
     pub(crate) fn give(&self, seat: Seat<T>) {
         let extra = {
-            let mut spares = self.shards[shard()].0.lock();
+            let mut spares = self.shards[thread_shard()].0.lock();
             if spares.len() < KEPT {
                 spares.push_back(seat);
                 None

@@ -15,6 +15,11 @@
 //!
 //! `signals` live in their own `Arc` so the background tasks can wait on them while holding
 //! only a `Weak` to the pool.
+//!
+//! **Links.** An [`Object`](crate::Object) keeps the pool alive through a [`Link`], one of a
+//! few handles on [`Shared`] that [`Links`] picks by thread, not through the `Arc<Shared>`
+//! itself: a checkout and its return then count on a line that stays with one thread, instead
+//! of every thread counting on the same one.
 
 use std::any::Any;
 use std::collections::hash_map::RandomState;
@@ -36,7 +41,7 @@ use crate::rt::{self, Instant};
 use crate::seats::{Seat, SeatStore};
 use crate::state::{Approval, Chores, Conn, Gone, Handed, Outcome, Released, State};
 use crate::stats::{millis, ConnectionInfo};
-use crate::sync::Mutex;
+use crate::sync::{thread_shard, Mutex, SHARDS};
 
 pub(crate) struct Signals {
     /// Wakes the connector: demand may have changed.
@@ -72,6 +77,35 @@ pub(crate) struct Shared<M: Manager> {
     retain_epoch: AtomicU64,
     /// The newest `retain` predicates, with their epochs.
     retains: Mutex<Vec<(u64, Predicate)>>,
+}
+
+/// A handle on [`Shared`] that [`Object`](crate::Object)s hold; alone on its cache line,
+/// reference counts included, so threads counting on different links do not share a line.
+#[repr(align(64))]
+pub(crate) struct Link<M: Manager>(Arc<Shared<M>>);
+
+impl<M: Manager> std::ops::Deref for Link<M> {
+    type Target = Arc<Shared<M>>;
+    #[inline]
+    fn deref(&self) -> &Arc<Shared<M>> {
+        &self.0
+    }
+}
+
+/// One [`Link`] per thread shard, owned by the [`Pool`](crate::Pool) handles (not by
+/// [`Shared`], which the links keep alive).
+pub(crate) struct Links<M: Manager>([Arc<Link<M>>; SHARDS]);
+
+impl<M: Manager> Links<M> {
+    pub(crate) fn new(shared: &Arc<Shared<M>>) -> Self {
+        Links(std::array::from_fn(|_| Arc::new(Link(Arc::clone(shared)))))
+    }
+
+    /// This thread's link, for a new `Object`.
+    #[inline]
+    pub(crate) fn pick(&self) -> Arc<Link<M>> {
+        Arc::clone(&self.0[thread_shard()])
+    }
 }
 
 /// A `retain` predicate.

@@ -1,7 +1,9 @@
 //! The one lock the engine uses, behind a small facade so its implementation can be swapped
 //! (and measured) in one place.
 
+use std::cell::Cell;
 use std::hint::spin_loop;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Failed looks at a held lock before the waiting thread yields its core between looks.
 const SPINS: u32 = 64;
@@ -52,4 +54,22 @@ impl<T> Mutex<T> {
             }
         }
     }
+}
+
+/// Shards of per-thread structures (spare seats, the handles `Object`s hold).
+pub(crate) const SHARDS: usize = 4;
+
+/// This thread's shard, given round-robin the first time it asks (so a runtime's few worker
+/// threads get different shards), then fixed.
+pub(crate) fn thread_shard() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static SHARD: Cell<usize> = const { Cell::new(usize::MAX) };
+    }
+    SHARD.with(|s| {
+        if s.get() == usize::MAX {
+            s.set(NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS);
+        }
+        s.get()
+    })
 }

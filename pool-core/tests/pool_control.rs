@@ -2,7 +2,9 @@
 mod common;
 
 use common::*;
-use pool_core::PoolError;
+use std::sync::Arc;
+
+use pool_core::{Pool, PoolError};
 use pool_testkit::Step;
 use tokio_test::task;
 use tokio_test::{assert_pending, assert_ready, assert_ready_err};
@@ -194,4 +196,63 @@ async fn stats_count_requests_waits_usage_and_connections() {
     assert_eq!(s.connections_num, 1);
     assert_eq!(s.connections_ms, 40);
     assert_eq!(s.connections_errors, 0);
+}
+
+/// A manager whose drop is seen through a `Weak` to its token.
+struct Tracked {
+    _token: Arc<()>,
+}
+
+impl pool_core::Manager for Tracked {
+    type Connection = u8;
+    type Error = std::io::Error;
+    async fn connect(&self) -> Result<u8, std::io::Error> {
+        Ok(0)
+    }
+    async fn check(&self, _conn: &mut u8) -> Result<(), std::io::Error> {
+        Ok(())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_pool_is_freed_once_its_last_handle_and_connection_are_gone() {
+    let token = Arc::new(());
+    let alive = Arc::downgrade(&token);
+    let pool = Pool::builder(Tracked { _token: token })
+        .min_size(2)
+        .max_size(2)
+        .build()
+        .unwrap();
+    pool.wait_ready(secs(1)).await.unwrap();
+    let other = pool.clone();
+    // Checked out on this thread and on another, so the handles of more than one thread
+    // shard are held.
+    let here = pool.get().await.unwrap();
+    let there = {
+        let p = other.clone();
+        std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap()
+                .block_on(async move { p.get_timeout(None).await.map_err(|e| e.to_string()) })
+        })
+        .join()
+        .unwrap()
+        .unwrap()
+    };
+    drop(pool);
+    drop(other);
+    settle().await;
+    assert!(
+        alive.upgrade().is_some(),
+        "checked-out connections keep the pool (and its manager) alive"
+    );
+    drop(here);
+    assert!(alive.upgrade().is_some(), "one connection is still out");
+    drop(there);
+    settle().await;
+    assert!(
+        alive.upgrade().is_none(),
+        "with no handle and no connection out, the manager is dropped"
+    );
 }
