@@ -64,13 +64,13 @@
 //! | `waiters.rs` | the FIFO queue: tickets (a caller going round again keeps its place) and each waiter's deadline in queue order; the hot path's hand-off only pops a place |
 //! | `seats.rs` | a waiter's seat (a cell with its own lock, filled after the pool's lock is released and emptied by its caller without it; a caller leaving between pop and fill hands the connection back), and the store that reuses seats once their callers let go, sharded by thread |
 //! | `slab.rs` | the leak watch's entries, reused through a free list: no allocation once warm |
-//! | `shared.rs` | the lock and the signals: lock, call one transition, unlock, then wake, close and log; `has_broken` and a closing connection's `Drop` run under `catch_unwind` |
+//! | `shared.rs` | the lock and the signals: lock, call one transition, unlock, then wake, close and log; `has_broken` and a closing connection's `Drop` run under `catch_unwind`; the per-thread links `Object`s hold |
 //! | `acquire.rs` | the `get()` path: the fast path (one lock, no clock read before it has a connection), queueing, a caller's own timer, the health check and `before_checkout`, cancellation |
 //! | `object.rs` | the checkout guard: every way a connection leaves a caller's hands |
 //! | `connector.rs` | the only place connections are opened; a panicking `connect` is a failed connect |
 //! | `housekeeping.rs` | the idle sweep (`has_broken` on idle connections), idle shrink, lifetime, leak reports, and the one timer that expires waiters |
 //! | `rt.rs` | all coupling to Tokio: spawn, the clock, sleeps and timeouts |
-//! | `sync.rs` | the mutex, behind a facade so it can be swapped and measured |
+//! | `sync.rs` | the lock (a cache-line-aligned spin lock that yields, released by a plain store), behind a facade so it can be swapped and measured; each thread's shard |
 //! | `config.rs`, `env.rs` | the configuration, its validation, and the environment table |
 //! | `error.rs`, `stats.rs` | errors that carry the pool's status; `status()` and `stats()` |
 
