@@ -130,7 +130,6 @@ impl<T> Seat<T> {
     }
 }
 
-/// Shards of spare seats.
 /// Spare seats looked at in a shard for a free one.
 const SCAN: usize = 8;
 /// Spare seats a shard keeps; beyond that a filled seat is dropped.

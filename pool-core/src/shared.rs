@@ -79,8 +79,9 @@ pub(crate) struct Shared<M: Manager> {
     retains: Mutex<Vec<(u64, Predicate)>>,
 }
 
-/// A handle on [`Shared`] that [`Object`](crate::Object)s hold; alone on its cache line,
-/// reference counts included, so threads counting on different links do not share a line.
+/// A handle on [`Shared`] that [`Object`](crate::Object)s hold. Line-aligned, so its `Arc`'s
+/// reference counts have a cache line to themselves: threads counting on different links do
+/// not share a line.
 #[repr(align(64))]
 pub(crate) struct Link<M: Manager>(Arc<Shared<M>>);
 
