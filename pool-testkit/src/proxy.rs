@@ -38,6 +38,8 @@ pub enum Fault {
 struct Counters {
     accepted: AtomicU64,
     reset: AtomicU64,
+    /// Connections piped to the upstream right now.
+    open: AtomicU64,
 }
 
 /// A running fault proxy. Dropping it stops accepting and closes every proxied connection.
@@ -94,9 +96,15 @@ impl FaultProxy {
         self.counters.accepted.load(Ordering::Relaxed)
     }
 
-    /// Connections reset so far.
+    /// Connections reset so far (also those reset as they arrive).
     pub fn resets(&self) -> u64 {
         self.counters.reset.load(Ordering::Relaxed)
+    }
+
+    /// Connections piped to the upstream right now: after a [`Fault::Reset`], 0 once every
+    /// connection that was open has been reset.
+    pub fn open(&self) -> u64 {
+        self.counters.open.load(Ordering::Relaxed)
     }
 }
 
@@ -180,6 +188,7 @@ async fn pipe(
         return;
     };
     let _ = server.set_nodelay(true);
+    counters.open.fetch_add(1, Ordering::Relaxed);
     let end = {
         let (mut cr, mut cw) = client.split();
         let (mut sr, mut sw) = server.split();
@@ -203,6 +212,7 @@ async fn pipe(
     if let End::Reset = end {
         reset(&client, Some(&server), &counters);
     }
+    counters.open.fetch_sub(1, Ordering::Relaxed);
 }
 
 async fn forward<W>(read: io::Result<usize>, buf: &[u8], to: &mut W, fault: Fault) -> Result<(), ()>
