@@ -1631,11 +1631,16 @@ mod tests {
     #[test]
     fn hot_fields_share_the_locks_two_lines() {
         use std::mem::{offset_of, size_of};
-        type St = State<u64, std::io::Error>;
+        type St = S;
         type Locked = crate::sync::Mutex<St>;
         assert_eq!(std::mem::align_of::<Locked>(), 64);
-        // The state sits after the lock word (and poison flag): 8 bytes in.
-        let at = |offset: usize| 8 + offset;
+        // Where the lock puts the state, and so its lock word: the state first would leave
+        // the word past the state's end, lines away from its hot fields.
+        let locked = crate::sync::Mutex::new(state(1, 2));
+        let head = std::ptr::from_ref(&locked) as usize;
+        let data = std::ptr::from_ref(&*locked.lock()) as usize - head;
+        assert_eq!(data, 8, "the state sits one word after the lock word");
+        let at = |offset: usize| data + offset;
         let end = |offset: usize, size: usize| at(offset) + size;
         for (field, offset, size) in [
             ("closed", offset_of!(St, closed), 1),
@@ -1644,7 +1649,7 @@ mod tests {
             (
                 "idle",
                 offset_of!(St, idle),
-                size_of::<VecDeque<Conn<u64>>>(),
+                size_of::<VecDeque<Conn<u32>>>(),
             ),
         ] {
             assert!(end(offset, size) <= 64, "{field} leaves the lock's line");
