@@ -24,7 +24,8 @@ use tokio::task::JoinHandle;
 pub enum Fault {
     /// Forward everything.
     Pass,
-    /// Stop listening: new connects are refused; open connections carry on.
+    /// Stop listening: new connects are refused (also one accepted just before the change and
+    /// not yet piped); open connections carry on.
     Refuse,
     /// Reset every open connection, and every new one as it arrives.
     Reset,
@@ -38,7 +39,7 @@ pub enum Fault {
 struct Counters {
     accepted: AtomicU64,
     reset: AtomicU64,
-    /// Connections piped to the upstream right now.
+    /// Connections accepted and not yet closed or reset (also those still connecting upstream).
     open: AtomicU64,
 }
 
@@ -101,8 +102,9 @@ impl FaultProxy {
         self.counters.reset.load(Ordering::Relaxed)
     }
 
-    /// Connections piped to the upstream right now: after a [`Fault::Reset`], 0 once every
-    /// connection that was open has been reset.
+    /// Connections accepted and not yet ended, whether piped to the upstream or still on their
+    /// way there: after a [`Fault::Reset`], 0 once every connection that was accepted has been
+    /// reset.
     pub fn open(&self) -> u64 {
         self.counters.open.load(Ordering::Relaxed)
     }
@@ -154,6 +156,9 @@ async fn accept_loop(
             accepted = l.accept() => {
                 if let Ok((client, _)) = accepted {
                     counters.accepted.fetch_add(1, Ordering::Relaxed);
+                    // Counted from the accept, so `open() == 0` also rules out a connection
+                    // still on its way to the upstream.
+                    counters.open.fetch_add(1, Ordering::Relaxed);
                     tokio::spawn(pipe(client, upstream, watch.clone(), Arc::clone(&counters)));
                 }
             }
@@ -173,22 +178,33 @@ enum End {
 }
 
 async fn pipe(
+    client: TcpStream,
+    upstream: SocketAddr,
+    watch: watch::Receiver<Fault>,
+    counters: Arc<Counters>,
+) {
+    relay(client, upstream, watch, &counters).await;
+    counters.open.fetch_sub(1, Ordering::Relaxed);
+}
+
+async fn relay(
     mut client: TcpStream,
     upstream: SocketAddr,
     mut watch: watch::Receiver<Fault>,
-    counters: Arc<Counters>,
+    counters: &Counters,
 ) {
     let _ = client.set_nodelay(true);
-    if *watch.borrow() == Fault::Reset {
-        reset(&client, None, &counters);
+    // A connection accepted just before the fault changed to `Refuse` is refused as well: it
+    // is new, and `Refuse` means no new connection gets through.
+    if matches!(*watch.borrow(), Fault::Reset | Fault::Refuse) {
+        reset(&client, None, counters);
         return;
     }
     let Ok(mut server) = TcpStream::connect(upstream).await else {
-        reset(&client, None, &counters);
+        reset(&client, None, counters);
         return;
     };
     let _ = server.set_nodelay(true);
-    counters.open.fetch_add(1, Ordering::Relaxed);
     let end = {
         let (mut cr, mut cw) = client.split();
         let (mut sr, mut sw) = server.split();
@@ -210,9 +226,8 @@ async fn pipe(
         }
     };
     if let End::Reset = end {
-        reset(&client, Some(&server), &counters);
+        reset(&client, Some(&server), counters);
     }
-    counters.open.fetch_sub(1, Ordering::Relaxed);
 }
 
 async fn forward<W>(read: io::Result<usize>, buf: &[u8], to: &mut W, fault: Fault) -> Result<(), ()>
