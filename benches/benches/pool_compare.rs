@@ -275,6 +275,66 @@ fn fairness(report: &mut Report, rounds: usize) {
     ));
 }
 
+/// Workload H: a cancellation storm. One connection, held; `waiters` `get()`s queue behind it
+/// (each polled once); then they are dropped newest first, the order that makes a queue
+/// searched from the front pay the most. Time per cancelled `get()`, median over `rounds`.
+fn cancel_storm(report: &mut Report, rounds: usize, waiters: usize) {
+    use std::future::Future;
+    use std::task::{Context, Poll, Waker};
+
+    let rt = current_thread();
+    let mut row = BTreeMap::new();
+    macro_rules! measure {
+        ($name:expr, $build:expr) => {{
+            let pool = rt.block_on($build);
+            let mut per_cancel = Vec::new();
+            let mut failed = None;
+            for _ in 0..rounds {
+                let r = rt.block_on(async {
+                    let held = pool.get().await?;
+                    let mut cx = Context::from_waker(Waker::noop());
+                    let mut queued: Vec<_> = (0..waiters).map(|_| Box::pin(pool.get())).collect();
+                    for f in &mut queued {
+                        if !matches!(f.as_mut().poll(&mut cx), Poll::Pending) {
+                            return Err("a get() did not queue".to_string());
+                        }
+                    }
+                    let t0 = std::time::Instant::now();
+                    while let Some(f) = queued.pop() {
+                        drop(f);
+                    }
+                    let took = t0.elapsed();
+                    drop(held);
+                    // The pool still serves after the storm.
+                    drop(pool.get().await?);
+                    Ok::<_, String>(took)
+                });
+                match r {
+                    Ok(took) => per_cancel.push(took.as_nanos() as f64 / waiters as f64),
+                    Err(e) => failed = Some(format!("error: {e}")),
+                }
+            }
+            let cell = match failed {
+                Some(f) => f,
+                None => {
+                    per_cancel.sort_by(f64::total_cmp);
+                    fmt_ns(per_cancel[per_cancel.len() / 2])
+                }
+            };
+            row.insert($name.to_string(), cell);
+        }};
+    }
+    measure!("floor", build_floor(1));
+    measure!("ours", build_ours(1, 1, Duration::ZERO));
+    measure!("deadpool", build_deadpool(1, 1, Duration::ZERO));
+    measure!("bb8", build_bb8(1, 1, Duration::ZERO));
+    measure!("mobc", build_mobc(1, 1, Duration::ZERO));
+    report.extra.push((
+        format!("H: {waiters} queued get()s cancelled newest first (per cancel, median of rounds)"),
+        row,
+    ));
+}
+
 /// Workload E: the spike. Connects take 150 ms; min 5 (pre-opened), max 10; 50 tasks arrive
 /// at once, one checkout each holding 2 ms. Median over `rounds` fresh pools.
 fn spike(report: &mut Report, rounds: usize) {
@@ -713,7 +773,7 @@ fn main() {
             multi: true,
         },
     ];
-    // BENCH_WORKLOADS=A,C,E runs a subset (A-D, C for the fairness row too, E, F, G).
+    // BENCH_WORKLOADS=A,C,E runs a subset (A-D, C for the fairness row too, E, F, G, H).
     let only = std::env::var("BENCH_WORKLOADS").ok();
     let wanted = |id: &str| {
         only.as_deref()
@@ -727,6 +787,9 @@ fn main() {
     }
     if wanted("E") {
         spike(&mut report, if quick { 5 } else { 11 });
+    }
+    if wanted("H") {
+        cancel_storm(&mut report, if quick { 5 } else { 11 }, 10_000);
     }
     if wanted("F") {
         postgres(&mut c, &mut report);
