@@ -317,14 +317,17 @@ impl<C> Got<C> {
     }
 }
 
+/// The seat a queued caller waits in.
+type WaitSeat<M> = Seat<Handed<<M as Manager>::Connection, <M as Manager>::Error>>;
+
 type Next<M> = Result<Got<<M as Manager>::Connection>, PoolError<<M as Manager>::Error>>;
 
 /// A caller's place in the pool: not queued (`seat: None`), or waiting in a seat.
 struct Entry<'a, M: Manager> {
     shared: &'a Shared<M>,
     timer: Timer,
-    /// Its seat while queued.
-    seat: Option<Seat<Handed<M::Connection, M::Error>>>,
+    /// Its seat while queued, with the ticket its place in line is found by.
+    seat: Option<(WaitSeat<M>, u64)>,
     /// How it comes to the pool next.
     arrival: Arrival,
     /// Its place in line, once it has queued; kept if it has to queue again.
@@ -365,7 +368,7 @@ impl<M: Manager> Entry<'_, M> {
 
     fn poll_seat(&mut self, cx: &mut Context<'_>) -> Poll<Next<M>> {
         let shared = self.shared;
-        if let Some(seat) = &self.seat {
+        if let Some((seat, _)) = &self.seat {
             // Its own seat's lock only: the pool's lock was taken by whoever handed it over.
             return match seat.poll(cx.waker()) {
                 None => Poll::Pending,
@@ -435,7 +438,7 @@ impl<M: Manager> Entry<'_, M> {
                 wake_connector,
                 wake_timer,
             } => {
-                self.seat = Some(queued.seat);
+                self.seat = Some((queued.seat, queued.ticket));
                 self.ticket = Some(queued.ticket);
                 if self.span.is_none() {
                     // Only a caller that waits gets a span: the fast path stays free of it.
@@ -464,7 +467,7 @@ impl<M: Manager> Entry<'_, M> {
         let now = rt::now();
         let mut st = self.shared.state.lock();
         let handed = match &self.seat {
-            Some(seat) => st.time_out_waiter(seat, since, now)?,
+            Some((seat, ticket)) => st.time_out_waiter(seat, *ticket, since, now)?,
             None => {
                 st.count_timeout();
                 Err(st.timeout_error(since, now))
@@ -477,8 +480,8 @@ impl<M: Manager> Entry<'_, M> {
 
 impl<M: Manager> Drop for Entry<'_, M> {
     fn drop(&mut self) {
-        if let Some(seat) = self.seat.take() {
-            self.shared.leave(&seat);
+        if let Some((seat, ticket)) = self.seat.take() {
+            self.shared.leave(&seat, ticket);
         }
     }
 }

@@ -216,8 +216,8 @@ impl<M: Manager> Shared<M> {
     }
 
     /// A queued caller goes away before taking what it was handed.
-    pub(crate) fn leave(&self, seat: &Seat<Handed<M::Connection, M::Error>>) {
-        let released = self.state.lock().leave(seat);
+    pub(crate) fn leave(&self, seat: &Seat<Handed<M::Connection, M::Error>>, ticket: u64) {
+        let released = self.state.lock().leave(seat, ticket);
         self.finish(released);
     }
 

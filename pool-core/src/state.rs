@@ -526,10 +526,11 @@ impl<C, E> State<C, E> {
     pub(crate) fn time_out_waiter(
         &mut self,
         seat: &Seat<Handed<C, E>>,
+        ticket: u64,
         since: Instant,
         now: Instant,
     ) -> Option<Handed<C, E>> {
-        match self.waiters.remove(seat) {
+        match self.waiters.remove(seat, ticket) {
             Out::Removed => {
                 self.count_timeout();
                 Some(Err(self.timeout_error(since, now)))
@@ -554,8 +555,8 @@ impl<C, E> State<C, E> {
 
     /// A queued caller goes away (cancelled): its seat is given up, and a connection handed to it
     /// in the meantime goes on to the next waiter or the idle list.
-    pub(crate) fn leave(&mut self, seat: &Seat<Handed<C, E>>) -> Released<C, E> {
-        let handed = match self.waiters.remove(seat) {
+    pub(crate) fn leave(&mut self, seat: &Seat<Handed<C, E>>, ticket: u64) -> Released<C, E> {
+        let handed = match self.waiters.remove(seat, ticket) {
             Out::Removed => None,
             Out::Handed(handed) => Some(handed),
             // Popped, not yet filled: marked left, the fill gets the connection back (or it
@@ -1207,11 +1208,13 @@ mod tests {
         let (mut st, conn, queued) = one_out_one_queued(t0);
         let r = st.release(conn, Outcome::Healthy, t0);
         // Popped, not yet filled: the timer does not fail it.
-        assert!(st.time_out_waiter(&queued.seat, t0, t0 + secs(5)).is_none());
+        assert!(st
+            .time_out_waiter(&queued.seat, queued.ticket, t0, t0 + secs(5))
+            .is_none());
         assert_eq!(st.stats().requests_timeouts, 0);
         let (seat, conn) = r.fill.expect("popped for the waiter");
         assert!(seat.fill(Ok(conn)).is_ok());
-        let got = st.time_out_waiter(&queued.seat, t0, t0 + secs(5));
+        let got = st.time_out_waiter(&queued.seat, queued.ticket, t0, t0 + secs(5));
         assert!(
             matches!(got, Some(Ok(c)) if c.raw == 1),
             "the last-moment hand-off is taken"
@@ -1232,7 +1235,7 @@ mod tests {
         };
         // The first waiter leaves before the fill lands: the fill gets the connection back,
         // and releasing it again hands it to the second.
-        assert!(st.leave(&queued.seat).fill.is_none());
+        assert!(st.leave(&queued.seat, queued.ticket).fill.is_none());
         let (seat, conn) = r.fill.expect("popped for the first waiter");
         let Err(Ok(conn)) = seat.fill(Ok(conn)) else {
             panic!("the seat was left")
@@ -1243,7 +1246,7 @@ mod tests {
         assert_eq!(st.status().waiting, 0);
         // The second leaves after the fill: it passes the connection on to the idle list.
         assert!(seat.fill(Ok(conn)).is_ok());
-        let r = st.leave(&second.seat);
+        let r = st.leave(&second.seat, second.ticket);
         assert!(r.fill.is_none() && r.close.is_none());
         assert_eq!(st.status().idle, 1);
     }

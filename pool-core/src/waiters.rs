@@ -12,6 +12,12 @@
 //! queues and keeps it if it has to queue again (its connection failed the health check), so
 //! it goes back to the place its arrival earned, ahead of later callers.
 //!
+//! **Leaving.** A caller that leaves (cancelled, or its own timer fired) is found by its ticket
+//! with a binary search, and its place is emptied where it stands: nothing behind it moves.
+//! Emptied places at either end are dropped at once; those in the middle once they outnumber
+//! the waiting ones, by one compaction. So a storm of cancellations costs a logarithmic search
+//! each, whatever the order, and the queue never holds more than about twice its waiters.
+//!
 //! A seat is `Waiting` (with the waker to call) until its place is popped from the queue and
 //! it is filled with what it was handed: a connection, or an error (a fatal connect error, the
 //! pool closing, its wait timing out). Only its caller empties it.
@@ -34,7 +40,7 @@ use std::task::Waker;
 use crate::rt::Instant;
 use crate::seats::Seat;
 
-/// A waiting place in line.
+/// A place in line: a waiting caller, or the mark one that left has kept (`seat: None`).
 struct Place<T> {
     ticket: u64,
     /// When the pool-wide timer expires this waiter; `None` if it keeps its own timer or waits
@@ -42,7 +48,9 @@ struct Place<T> {
     deadline: Option<Instant>,
     /// When this caller first queued.
     since: Instant,
-    seat: Seat<T>,
+    /// `None` once its caller has left or been served out of turn (the timer): the place is
+    /// kept, so nothing behind it moves, until it reaches either end or the queue is compacted.
+    seat: Option<Seat<T>>,
 }
 
 /// Where a queued waiter ended up.
@@ -53,9 +61,17 @@ pub(crate) struct Queued<T> {
     pub(crate) deadline: Option<Instant>,
 }
 
+/// Emptied places are compacted away once there are more of them than this and than
+/// waiting ones.
+const COMPACT_AFTER: usize = 32;
+
 #[repr(C)]
 pub(crate) struct Waiters<T> {
+    /// Places in ticket order, waiting ones and emptied ones; the front and the back are
+    /// always waiting ones.
     queue: VecDeque<Place<T>>,
+    /// Places with a seat: the callers still queued.
+    waiting: usize,
     next_ticket: u64,
     /// The deadline of the latest new arrival: later arrivals never get an earlier one.
     last_deadline: Option<Instant>,
@@ -65,6 +81,7 @@ impl<T> Waiters<T> {
     pub(crate) fn new() -> Self {
         Waiters {
             queue: VecDeque::new(),
+            waiting: 0,
             next_ticket: 0,
             last_deadline: None,
         }
@@ -73,12 +90,12 @@ impl<T> Waiters<T> {
     /// Callers still queued.
     #[inline]
     pub(crate) fn len(&self) -> usize {
-        self.queue.len()
+        self.waiting
     }
 
     #[inline]
     pub(crate) fn is_empty(&self) -> bool {
-        self.queue.is_empty()
+        self.waiting == 0
     }
 
     /// Queues a waiter: a new caller (`ticket: None`) at the back, one going round again in
@@ -114,7 +131,7 @@ impl<T> Waiters<T> {
             ticket,
             deadline,
             since,
-            seat,
+            seat: Some(seat),
         };
         match self.queue.back() {
             Some(last) if last.ticket > ticket => {
@@ -123,15 +140,43 @@ impl<T> Waiters<T> {
             }
             _ => self.queue.push_back(place),
         }
+        self.waiting += 1;
         queued
     }
 
     /// Gives a place popped under the lock `value` at once (the rare paths); its seat is
     /// dropped, not reused. Returns its waker.
-    fn serve(place: Place<T>, value: T) -> Option<Waker> {
-        match place.seat.fill(value) {
+    fn serve(seat: Seat<T>, value: T) -> Option<Waker> {
+        match seat.fill(value) {
             Ok(waker) => waker,
             Err(_) => unreachable!("a caller leaves a queued place under the lock, never its seat"),
+        }
+    }
+
+    /// The oldest waiting place, out of the queue: its seat and when it queued.
+    #[inline]
+    fn pop_front(&mut self) -> Option<(Seat<T>, Instant)> {
+        let place = self.queue.pop_front()?;
+        let seat = place
+            .seat
+            .expect("the front of the queue is a waiting place");
+        self.waiting -= 1;
+        self.trim();
+        Some((seat, place.since))
+    }
+
+    /// Drops emptied places from both ends, and compacts the queue once they outnumber the
+    /// waiting ones (amortised: each emptied place is moved at most once by a compaction).
+    fn trim(&mut self) {
+        while self.queue.front().is_some_and(|p| p.seat.is_none()) {
+            self.queue.pop_front();
+        }
+        while self.queue.back().is_some_and(|p| p.seat.is_none()) {
+            self.queue.pop_back();
+        }
+        let emptied = self.queue.len() - self.waiting;
+        if emptied > COMPACT_AFTER && emptied > self.waiting {
+            self.queue.retain(|p| p.seat.is_some());
         }
     }
 
@@ -139,7 +184,7 @@ impl<T> Waiters<T> {
     /// once the lock is released. Returns the seat and when that waiter queued.
     #[inline]
     pub(crate) fn pop(&mut self) -> Option<(Seat<T>, Instant)> {
-        self.queue.pop_front().map(|p| (p.seat, p.since))
+        self.pop_front()
     }
 
     /// Hands `value` (as `wrap` makes it a `T`) to the oldest waiter at once, under the lock;
@@ -150,21 +195,23 @@ impl<T> Waiters<T> {
         value: V,
         wrap: impl FnOnce(V) -> T,
     ) -> Result<(Option<Waker>, Instant), V> {
-        let Some(place) = self.queue.pop_front() else {
+        let Some((seat, since)) = self.pop_front() else {
             return Err(value);
         };
-        let since = place.since;
-        Ok((Self::serve(place, wrap(value)), since))
+        Ok((Self::serve(seat, wrap(value)), since))
     }
 
     /// Hands every queued waiter the value `make` builds; pushes their wakers to `wake`.
     /// Returns how many there were.
     pub(crate) fn fail_all(&mut self, mut make: impl FnMut() -> T, wake: &mut Vec<Waker>) -> usize {
         let mut n = 0;
-        while let Some(place) = self.queue.pop_front() {
-            wake.extend(Self::serve(place, make()));
-            n += 1;
+        for place in self.queue.drain(..) {
+            if let Some(seat) = place.seat {
+                wake.extend(Self::serve(seat, make()));
+                n += 1;
+            }
         }
+        self.waiting = 0;
         n
     }
 
@@ -176,31 +223,53 @@ impl<T> Waiters<T> {
         mut make: impl FnMut(Instant) -> T,
         wake: &mut Vec<Waker>,
     ) -> Option<Instant> {
-        let mut i = 0;
-        while let Some(place) = self.queue.get(i) {
+        let mut next = None;
+        for place in self.queue.iter_mut() {
+            if place.seat.is_none() {
+                continue;
+            }
             match place.deadline {
                 // A waiter with its own timer (or none): not this timer's business.
-                None => i += 1,
+                None => {}
                 Some(d) if d <= now => {
-                    let place = self.queue.remove(i).expect("the place was just looked at");
-                    let value = make(place.since);
-                    wake.extend(Self::serve(place, value));
+                    let seat = place.seat.take().expect("a waiting place");
+                    self.waiting -= 1;
+                    wake.extend(Self::serve(seat, make(place.since)));
                 }
                 // Deadlines are in queue order: nothing behind this one is due.
-                Some(d) => return Some(d),
+                Some(d) => {
+                    next = Some(d);
+                    break;
+                }
             }
         }
-        None
+        self.trim();
+        next
     }
 
-    /// The waiter with `seat` wants out: still queued, it leaves the queue; else its place
-    /// was popped, and it was either handed something already or is about to be.
-    pub(crate) fn remove(&mut self, seat: &Seat<T>) -> Out<T> {
-        if let Some(pos) = self.queue.iter().position(|p| p.seat.is(seat)) {
-            let place = self.queue.remove(pos).expect("the place was just found");
-            place.seat.clear();
+    /// The waiter with `seat` and `ticket` wants out: still queued, it leaves the queue (found
+    /// by its ticket, in logarithmic time; its place is emptied, nothing else moves); else its
+    /// place was popped, and it was either handed something already or is about to be.
+    pub(crate) fn remove(&mut self, seat: &Seat<T>, ticket: u64) -> Out<T> {
+        let at = self.queue.partition_point(|p| p.ticket < ticket);
+        let place = self
+            .queue
+            .get_mut(at)
+            .filter(|p| p.ticket == ticket && p.seat.as_ref().is_some_and(|s| s.is(seat)));
+        if let Some(place) = place {
+            let seat = place.seat.take().expect("the place was just found waiting");
+            seat.clear();
+            self.waiting -= 1;
+            self.trim();
             return Out::Removed;
         }
+        debug_assert!(
+            !self
+                .queue
+                .iter()
+                .any(|p| p.seat.as_ref().is_some_and(|s| s.is(seat))),
+            "a queued seat is found by its ticket"
+        );
         match seat.take() {
             Some(value) => Out::Handed(value),
             None => Out::InFlight,
@@ -262,7 +331,7 @@ mod tests {
         assert_eq!(a2.seat.poll(&waker().0), Some("two"));
         assert_eq!(b.seat.poll(&waker().0), None, "b still waits");
         assert_eq!(w.len(), 1);
-        assert!(matches!(w.remove(&b.seat), Out::Removed));
+        assert!(matches!(w.remove(&b.seat, b.ticket), Out::Removed));
         assert!(w.is_empty());
         assert!(matches!(w.hand_off("three", |v| v), Err("three")));
     }
@@ -283,11 +352,14 @@ mod tests {
         assert_eq!(wake.len(), 1);
         wake.drain(..).for_each(Waker::wake);
         assert!(woken(&fa));
-        assert!(matches!(w.remove(&a.seat), Out::Handed(Err(t)) if t == t0));
+        assert!(matches!(w.remove(&a.seat, a.ticket), Out::Handed(Err(t)) if t == t0));
         assert_eq!(w.len(), 2, "the own-timer waiter and b remain");
         assert_eq!(w.expire(t0 + 10 * s, Err, &mut wake), None);
-        assert!(matches!(w.remove(&b.seat), Out::Handed(Err(t)) if t == t0));
-        assert!(matches!(w.remove(&own.seat), Out::Removed), "still waiting");
+        assert!(matches!(w.remove(&b.seat, b.ticket), Out::Handed(Err(t)) if t == t0));
+        assert!(
+            matches!(w.remove(&own.seat, own.ticket), Out::Removed),
+            "still waiting"
+        );
         assert!(w.is_empty());
     }
 
@@ -315,14 +387,14 @@ mod tests {
         let t0 = Instant::now();
         let mut w: Waiters<u8> = Waiters::new();
         let seats: Vec<_> = (0..3)
-            .map(|_| w.push(None, Seat::new(waker().0), t0, None).seat)
+            .map(|_| w.push(None, Seat::new(waker().0), t0, None))
             .collect();
         let mut wake = Vec::new();
         assert_eq!(w.fail_all(|| 7, &mut wake), 3);
         assert_eq!(wake.len(), 3);
         assert!(w.is_empty());
         for s in seats {
-            assert!(matches!(w.remove(&s), Out::Handed(7)));
+            assert!(matches!(w.remove(&s.seat, s.ticket), Out::Handed(7)));
         }
     }
 
@@ -335,7 +407,7 @@ mod tests {
         let b = w.push(None, Seat::new(waker().0), t0, None);
         let (seat, since) = w.pop().expect("a is queued");
         assert!(seat.is(&a.seat) && since == t0);
-        assert!(matches!(w.remove(&a.seat), Out::InFlight));
+        assert!(matches!(w.remove(&a.seat, a.ticket), Out::InFlight));
         // The fill lands: a is woken and takes it.
         seat.fill(1).ok().flatten().expect("a's waker").wake();
         assert!(woken(&fa));
@@ -345,5 +417,124 @@ mod tests {
         assert_eq!(b.seat.leave(), None);
         assert!(matches!(seat.fill(2), Err(2)));
         assert!(w.is_empty());
+    }
+
+    /// Places left emptied in the middle never pile up: a waiter that stays at the front while
+    /// thousands arrive behind it and leave keeps the queue at a bounded length.
+    #[test]
+    fn leavers_behind_a_waiter_that_stays_are_compacted_away() {
+        let t0 = Instant::now();
+        let mut w: Waiters<u8> = Waiters::new();
+        let stays = w.push(None, Seat::new(waker().0), t0, None);
+        let mut last = w.push(None, Seat::new(waker().0), t0, None);
+        for _ in 0..10_000 {
+            let newer = w.push(None, Seat::new(waker().0), t0, None);
+            // The one before it leaves: its place is in the middle, not at either end.
+            assert!(matches!(w.remove(&last.seat, last.ticket), Out::Removed));
+            last = newer;
+            assert_eq!(w.len(), 2);
+            assert!(w.queue.len() <= 2 * w.len() + super::COMPACT_AFTER + 1);
+        }
+        let (seat, _) = w.pop().expect("the first waiter");
+        assert!(seat.is(&stays.seat));
+        let (seat, _) = w.pop().expect("the last one");
+        assert!(seat.is(&last.seat));
+        assert!(w.pop().is_none());
+    }
+
+    /// Against a plain model (a list sorted by ticket), over a long random run of arrivals,
+    /// returns with an earned ticket, leavers, hand-offs and expiries: the same waiters are
+    /// queued, in the same order, and a leaver is found wherever it stands.
+    #[test]
+    fn the_queue_matches_a_sorted_list_under_random_arrivals_and_leavers() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut w: Waiters<u32> = Waiters::new();
+        // (ticket, seat, deadline) of every waiting caller, in ticket order.
+        let mut model: Vec<(u64, Seat<u32>, Option<Instant>)> = Vec::new();
+        // Tickets served and free to come back (a failed check), with their deadline.
+        let mut served: Vec<(u64, Option<Instant>)> = Vec::new();
+        let mut rng = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = |n: u64| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng % n
+        };
+        let mut clock = 0u64;
+        for step in 0..20_000u32 {
+            match next(10) {
+                0..=3 => {
+                    clock += 1;
+                    let deadline = (next(2) == 0).then(|| t0 + ms(clock + 50));
+                    let q = w.push(None, Seat::new(waker().0), t0, deadline);
+                    model.push((q.ticket, q.seat, q.deadline));
+                }
+                4 if !served.is_empty() => {
+                    let (ticket, deadline) = served.swap_remove(next(served.len() as u64) as usize);
+                    let q = w.push(Some(ticket), Seat::new(waker().0), t0, deadline);
+                    let at = model.partition_point(|m| m.0 < ticket);
+                    model.insert(at, (ticket, q.seat, q.deadline));
+                }
+                5..=6 if !model.is_empty() => {
+                    let (ticket, seat, _) = model.remove(next(model.len() as u64) as usize);
+                    assert!(
+                        matches!(w.remove(&seat, ticket), Out::Removed),
+                        "step {step}"
+                    );
+                    // A second look finds it gone, and nothing was handed to it.
+                    assert!(matches!(w.remove(&seat, ticket), Out::InFlight));
+                }
+                7 => {
+                    let popped = w.pop();
+                    match model.first() {
+                        None => assert!(popped.is_none(), "step {step}"),
+                        Some(_) => {
+                            let (ticket, seat, deadline) = model.remove(0);
+                            let (got, _) = popped.expect("a waiter");
+                            assert!(got.is(&seat), "step {step}: the oldest ticket first");
+                            served.push((ticket, deadline));
+                        }
+                    }
+                }
+                8 => {
+                    let now = t0 + ms(clock.saturating_sub(next(60)) + 50);
+                    let mut wake = Vec::new();
+                    // Due deadlines among new arrivals are in queue order, so only those
+                    // before the first one not yet due expire (a returning ticket may carry
+                    // an earlier deadline; it waits for the timer's next pass, as queued).
+                    let mut expect = Vec::new();
+                    let mut kept = Vec::new();
+                    let mut stop = false;
+                    for m in model.drain(..) {
+                        match m.2 {
+                            Some(d) if !stop && d <= now => expect.push(m),
+                            Some(_) => {
+                                stop = true;
+                                kept.push(m);
+                            }
+                            None => kept.push(m),
+                        }
+                    }
+                    model = kept;
+                    let next_deadline = w.expire(now, |_| 0, &mut wake);
+                    assert_eq!(wake.len(), expect.len(), "step {step}");
+                    for (_, seat, _) in &expect {
+                        assert_eq!(seat.poll(&waker().0), Some(0), "step {step}");
+                    }
+                    let first_kept = model.iter().find_map(|m| m.2).filter(|_| stop);
+                    assert_eq!(next_deadline, first_kept, "step {step}");
+                }
+                _ => {}
+            }
+            assert_eq!(w.len(), model.len(), "step {step}");
+            assert_eq!(w.is_empty(), model.is_empty());
+        }
+        // Whatever is left comes out in ticket order.
+        for (_, seat, _) in model {
+            let (got, _) = w.pop().expect("still queued");
+            assert!(got.is(&seat));
+        }
+        assert!(w.pop().is_none());
     }
 }

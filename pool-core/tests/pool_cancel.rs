@@ -191,3 +191,59 @@ async fn a_caller_cancelled_mid_check_discards_the_connection() {
     assert_eq!(pool.status().size, 1, "replaced");
     assert_accounted(&pool, &backend, 0);
 }
+
+/// A storm of cancellations in scattered order (every third caller, then the rest from the
+/// newest), some with timeouts of their own: the survivors keep their order, each is served
+/// once, and nothing is left queued.
+#[tokio::test(start_paused = true)]
+async fn a_cancellation_storm_in_any_order_keeps_the_survivors_in_order() {
+    let (manager, backend) = FakeManager::new();
+    let pool = Pool::builder(manager)
+        .min_size(1)
+        .max_size(1)
+        .check(CheckPolicy::Never)
+        .build()
+        .unwrap();
+    pool.wait_ready(secs(1)).await.unwrap();
+    let held = pool.get().await.unwrap();
+    let n = 3000;
+    let mut callers: Vec<_> = (0..n)
+        .map(|i| {
+            let t = if i % 5 == 0 { Some(secs(600)) } else { None };
+            Some(task::spawn(pool.get_timeout(t)))
+        })
+        .collect();
+    for c in callers.iter_mut() {
+        assert!(c.as_mut().unwrap().poll().is_pending());
+    }
+    assert_eq!(pool.status().waiting, n);
+    // Every third leaves, then every other of the rest from the newest: places emptied all
+    // over the queue.
+    for c in callers.iter_mut().step_by(3) {
+        *c = None;
+    }
+    let rest: Vec<usize> = (0..n).filter(|i| i % 3 != 0).collect();
+    let mut survivors = Vec::new();
+    for (k, &i) in rest.iter().enumerate().rev() {
+        if k % 2 == 1 {
+            callers[i] = None;
+        } else {
+            survivors.push(i);
+        }
+    }
+    survivors.reverse();
+    assert_eq!(pool.status().waiting, survivors.len());
+    // The connection goes round the survivors, oldest first.
+    drop(held);
+    for &i in &survivors {
+        let c = callers[i].as_mut().unwrap();
+        assert!(c.is_woken(), "caller {i} is next");
+        let Poll::Ready(Ok(conn)) = c.poll() else {
+            panic!("caller {i} is served")
+        };
+        callers[i] = None;
+        drop(conn);
+    }
+    assert_quiet(&pool, &backend, "after the storm");
+    assert_eq!(pool.status().idle, 1);
+}
