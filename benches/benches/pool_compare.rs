@@ -7,7 +7,8 @@
 //! BENCH_QUICK=1 cargo bench -p benches      # quick mode (about 3 minutes on 2 cores)
 //! ```
 //!
-//! `BENCH_WORKLOADS=A,B` runs a subset. Workload F needs a PostgreSQL server: `POOL_BENCH_DATABASE_URL` (or
+//! `BENCH_WORKLOADS=A,B` runs a subset. Workload H is a cancellation storm: 10,000 queued
+//! `get()`s dropped newest first, timed per cancel. Workload F needs a PostgreSQL server: `POOL_BENCH_DATABASE_URL` (or
 //! `POOL_TEST_DATABASE_URL`); without one it is skipped with a message. Workload G needs a Redis
 //! server: `POOL_BENCH_REDIS_URL` (or `POOL_TEST_REDIS_URL`); without one it is skipped with a
 //! message.
