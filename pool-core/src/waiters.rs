@@ -13,7 +13,8 @@
 //! it goes back to the place its arrival earned, ahead of later callers.
 //!
 //! **Leaving.** A caller that leaves (cancelled, or its own timer fired) is found by its ticket
-//! with a binary search, and its place is emptied where it stands: nothing behind it moves.
+//! (first where consecutive tickets would put it, else by a binary search), and its place is
+//! emptied where it stands: nothing behind it moves.
 //! Emptied places at either end are dropped at once; those in the middle once they outnumber
 //! the waiting ones, by one compaction. So a storm of cancellations costs a logarithmic search
 //! each, whatever the order, and the queue never holds more than about twice its waiters.
@@ -40,7 +41,7 @@ use std::task::Waker;
 use crate::rt::Instant;
 use crate::seats::Seat;
 
-/// A place in line: a waiting caller, or the mark one that left has kept (`seat: None`).
+/// A place in line: a waiting caller's, or, emptied (`seat: None`), one whose caller has gone.
 struct Place<T> {
     ticket: u64,
     /// When the pool-wide timer expires this waiter; `None` if it keeps its own timer or waits
