@@ -1,7 +1,7 @@
 //! Model-based test: random operation sequences against the pool, checked against a reference
 //! model after every step.
 //!
-//! Cases: 64 by default; set `PROPTEST_CASES` for more. Failures are kept in
+//! Cases: 512 by default; set `PROPTEST_CASES` for more. Failures are kept in
 //! `proptest-regressions/pool_model.txt` and replayed first.
 use std::time::Duration;
 
