@@ -167,8 +167,13 @@ impl<T> Waiters<T> {
     }
 
     /// Drops emptied places from both ends, and compacts the queue once they outnumber the
-    /// waiting ones (amortised: each emptied place is moved at most once by a compaction).
+    /// waiting ones (amortised: a compaction drops at least as many emptied places as it
+    /// moves waiting ones). With no emptied place, the common case, it only compares counts.
+    #[inline]
     fn trim(&mut self) {
+        if self.queue.len() == self.waiting {
+            return;
+        }
         while self.queue.front().is_some_and(|p| p.seat.is_none()) {
             self.queue.pop_front();
         }
