@@ -54,7 +54,8 @@ pub struct Stats {
     pub requests_num: u64,
     /// Requests that had to wait in the queue.
     pub requests_queued: u64,
-    /// Total time callers spent waiting, in milliseconds, counted when each waiter is handed its
+    /// Total time callers spent waiting, in milliseconds (summed in microseconds, so waits
+    /// shorter than a millisecond count), counted when each waiter is handed its
     /// connection.
     pub requests_wait_ms: u64,
     /// Requests that ended in an error (timeout, fatal backend error, closed, shed), counted
@@ -62,7 +63,8 @@ pub struct Stats {
     pub requests_errors: u64,
     /// Of those, timeouts.
     pub requests_timeouts: u64,
-    /// Total time connections spent checked out, in milliseconds.
+    /// Total time connections spent checked out, in milliseconds (summed in microseconds, so
+    /// holds shorter than a millisecond count).
     pub usage_ms: u64,
     /// Connections returned broken (`has_broken`) and closed.
     pub returns_bad: u64,
@@ -91,6 +93,10 @@ pub struct Stats {
     pub closed_max_uses: u64,
     /// Of those, closed by `retain`.
     pub closed_retain: u64,
+}
+
+pub(crate) fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
 pub(crate) fn millis(d: Duration) -> u64 {

@@ -79,6 +79,12 @@ pub(crate) struct Waiters<T> {
 }
 
 impl<T> Waiters<T> {
+    /// The bytes at its start that a hand-off touches (the queue and the count of callers
+    /// still in it); an arrival also writes the rest.
+    #[cfg(test)]
+    pub(crate) const HAND_OFF_BYTES: usize =
+        std::mem::offset_of!(Waiters<T>, waiting) + std::mem::size_of::<usize>();
+
     pub(crate) fn new() -> Self {
         Waiters {
             queue: VecDeque::new(),
