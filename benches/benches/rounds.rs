@@ -9,8 +9,15 @@
 //! cargo bench -p benches --bench rounds               # 7 rounds
 //! ROUNDS=15 BENCH_WORKLOADS=C,D cargo bench -p benches --bench rounds
 //! ONLY_OURS=1 BENCH_WORKLOADS=D perf record -g target/release/deps/rounds-<hash>   # profile
+//! PROBE=1 cargo bench -p benches --bench rounds      # with the featureless probe pool too
+//! ONLY_OURS=1 PROBE=1 ...                            # the probe alone, to profile beside ours
 //! cargo bench -p benches --bench rounds --features metrics   # with a Prometheus recorder
 //! ```
+//!
+//! Under `PROBE=1` each round also runs `common/probe.rs`, the smallest pool that does the job
+//! (one mutex, an idle `Vec`, a FIFO of waiter slots, no timeouts, stamps or statistics), and
+//! a row gives its time over the floor's: the distance between it and ours is what our
+//! features cost.
 //!
 //! Built with the `metrics` feature, pool-core records its metrics and this program installs
 //! the Prometheus recorder first, so the figures include what recording costs.
@@ -19,6 +26,8 @@
 
 #[path = "common/peers.rs"]
 mod peers;
+#[path = "common/probe.rs"]
+mod probe;
 
 use std::time::{Duration, Instant};
 
@@ -90,6 +99,8 @@ fn main() {
     let only = std::env::var("BENCH_WORKLOADS").ok();
     // ONLY_OURS=1: our pool alone, for profiling.
     let only_ours = std::env::var_os("ONLY_OURS").is_some();
+    // PROBE=1: the featureless probe pool runs too (last in each round).
+    let with_probe = std::env::var_os("PROBE").is_some();
     let workloads = [
         Workload {
             id: "A",
@@ -164,17 +175,29 @@ fn main() {
         let floor = rt.block_on(build_floor(w.size));
         let ours = rt.block_on(build_ours(w.size, w.size, Duration::ZERO));
         let dp = rt.block_on(build_deadpool(w.size, w.size, Duration::ZERO));
+        let pr = probe::Probe::new(w.size);
         // Warm-up round, not counted (ours only under ONLY_OURS, so a profile holds no other
         // pool's samples).
-        if only_ours {
+        // Under ONLY_OURS and PROBE both, the probe stands in for ours.
+        if only_ours && with_probe {
+            time(&rt, &pr, w);
+        } else if only_ours {
             time(&rt, &ours, w);
         } else {
             time(&rt, &floor, w);
             time(&rt, &ours, w);
             time(&rt, &dp, w);
+            if with_probe {
+                time(&rt, &pr, w);
+            }
         }
         let (mut f, mut o, mut d, mut of, mut dr) = (vec![], vec![], vec![], vec![], vec![]);
+        let mut pf = vec![];
         for _ in 0..rounds {
+            if only_ours && with_probe {
+                o.push(time(&rt, &pr, w));
+                continue;
+            }
             if only_ours {
                 o.push(time(&rt, &ours, w));
                 continue;
@@ -187,6 +210,9 @@ fn main() {
             d.push(td);
             of.push(to / tf);
             dr.push(td / to);
+            if with_probe {
+                pf.push(time(&rt, &pr, w) / tf);
+            }
         }
         if only_ours {
             println!("| {}: ours only | | {} | | | |", w.id, fmt_ns(median(o)));
@@ -202,5 +228,8 @@ fn main() {
             median(of),
             median(dr)
         );
+        if with_probe {
+            println!("|   probe/floor {:.2} | | | | | |", median(pf));
+        }
     }
 }
