@@ -374,7 +374,7 @@ impl<M: Manager> Entry<'_, M> {
                 None => Poll::Pending,
                 Some(handed) => {
                     self.seat = None;
-                    Poll::Ready(handed.map(Got::handed))
+                    Poll::Ready(handed.map(Got::handed).map_err(|e| *e))
                 }
             };
         }
@@ -470,11 +470,11 @@ impl<M: Manager> Entry<'_, M> {
             Some((seat, ticket)) => st.time_out_waiter(seat, *ticket, since, now)?,
             None => {
                 st.count_timeout();
-                Err(st.timeout_error(since, now))
+                Err(Box::new(st.timeout_error(since, now)))
             }
         };
         self.seat = None;
-        Some(handed.map(Got::handed))
+        Some(handed.map(Got::handed).map_err(|e| *e))
     }
 }
 

@@ -13,6 +13,11 @@
 //! leaves in that window marks it `Left` ([`Seat::leave`]) and whoever fills it gets the value
 //! back, to release it again. Only its caller ever empties a `Done` seat.
 //!
+//! A seat is one small allocation: the `Arc`'s two counts, an unaligned [`Lock`] and the
+//! state, 48 bytes, so the hand-off and the caller touch one cache line of it, not the three
+//! a line-aligned lock and an inline error took. An error handed to a waiter is boxed (the
+//! rare path) so the state stays three words (`a_seat_is_one_small_allocation` keeps it so).
+//!
 //! [`SeatStore`] keeps filled seats for reuse, in a few shards picked by thread, so a thread
 //! mostly reuses the seats it filled itself (their lines are in its cache). A spare seat is
 //! reused only when the store holds the last reference to it (its caller has taken its value
@@ -23,7 +28,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::task::Waker;
 
-use crate::sync::{thread_shard, Mutex, SHARDS};
+use crate::sync::{thread_shard, Lock, Mutex, SHARDS};
 
 enum SeatState<T> {
     /// Queued (or popped and about to be filled); the waker of the task to wake.
@@ -37,12 +42,12 @@ enum SeatState<T> {
 }
 
 /// A queued caller's end of its place in line.
-pub(crate) struct Seat<T>(Arc<Mutex<SeatState<T>>>);
+pub(crate) struct Seat<T>(Arc<Lock<SeatState<T>>>);
 
 impl<T> Seat<T> {
     /// A new seat, waiting with `waker`.
     pub(crate) fn new(waker: Waker) -> Self {
-        Seat(Arc::new(Mutex::new(SeatState::Waiting(Some(waker)))))
+        Seat(Arc::new(Lock::new(SeatState::Waiting(Some(waker)))))
     }
 
     pub(crate) fn share(&self) -> Self {
@@ -228,6 +233,17 @@ mod tests {
         let d = store.take(&waker());
         assert_eq!(Arc::as_ptr(&d.0), first, "the first seat is reused");
         assert_eq!(d.poll(&waker()), None, "a reused seat waits afresh");
+    }
+
+    #[test]
+    fn a_seat_is_one_small_allocation() {
+        type Handed = crate::state::Handed<u64, std::io::Error>;
+        let cell = std::mem::size_of::<crate::sync::Lock<super::SeatState<Handed>>>();
+        // The allocation is the `Arc`'s two counts and the cell.
+        assert!(
+            2 * std::mem::size_of::<usize>() + cell <= 48,
+            "a seat's cell is {cell} bytes"
+        );
     }
 
     #[test]

@@ -110,7 +110,7 @@ pub(crate) struct Checkout {
 }
 
 /// What a waiter is handed: a connection or the error that ends its wait.
-pub(crate) type Handed<C, E> = Result<Conn<C>, PoolError<E>>;
+pub(crate) type Handed<C, E> = Result<Conn<C>, Box<PoolError<E>>>;
 
 /// A popped waiter's seat and the connection to fill it with, outside the lock.
 pub(crate) type Fill<C, E> = (Seat<Handed<C, E>>, Conn<C>);
@@ -539,7 +539,7 @@ impl<C, E> State<C, E> {
         match self.waiters.remove(seat, ticket) {
             Out::Removed => {
                 self.count_timeout();
-                Some(Err(self.timeout_error(since, now)))
+                Some(Err(Box::new(self.timeout_error(since, now))))
             }
             // Whatever it was handed was counted when it was handed.
             Out::Handed(handed) => Some(handed),
@@ -793,7 +793,7 @@ impl<C, E> State<C, E> {
                 if let (ErrorClass::Fatal, ConnectError::Backend(e)) = (class, &err) {
                     let failed = self
                         .waiters
-                        .fail_all(|| Err(PoolError::Backend(Arc::clone(e))), wake);
+                        .fail_all(|| Err(Box::new(PoolError::Backend(Arc::clone(e)))), wake);
                     self.stats.requests_errors += failed as u64;
                 }
                 self.last_error = Some(err);
@@ -877,7 +877,9 @@ impl<C, E> State<C, E> {
             return None;
         }
         self.closed = true;
-        let failed = self.waiters.fail_all(|| Err(PoolError::Closed), wake);
+        let failed = self
+            .waiters
+            .fail_all(|| Err(Box::new(PoolError::Closed)), wake);
         self.stats.requests_errors += failed as u64;
         let n = self.idle.len();
         self.size -= n;
@@ -980,11 +982,11 @@ impl<C, E> State<C, E> {
                 status.waiting -= 1;
                 stats.requests_errors += 1;
                 stats.requests_timeouts += 1;
-                Err(PoolError::Timeout(TimeoutError {
+                Err(Box::new(PoolError::Timeout(TimeoutError {
                     waited: now.saturating_duration_since(since),
                     status,
                     last_connect_error: last.clone(),
-                }))
+                })))
             },
             wake,
         )
@@ -1366,7 +1368,10 @@ mod tests {
         assert_eq!(failure.attempt, 1);
         assert_eq!(wake.len(), 3);
         for k in keys {
-            assert!(matches!(k.poll(&waker()), Some(Err(PoolError::Backend(_)))));
+            assert!(matches!(
+                k.poll(&waker()).map(|h| h.map_err(|e| *e)),
+                Some(Err(PoolError::Backend(_)))
+            ));
         }
         assert_eq!(st.stats().requests_errors, 3);
         // Backing off...
@@ -1455,7 +1460,7 @@ mod tests {
         let (_, _) = st.housekeep(t0 + secs(30), t0 + secs(60), &mut chores);
         assert_eq!(chores.expired, 2);
         assert_eq!(chores.wake.len(), 2);
-        match late.poll(&waker()) {
+        match late.poll(&waker()).map(|h| h.map_err(|e| *e)) {
             Some(Err(PoolError::Timeout(t))) => {
                 assert_eq!(t.waited, secs(30));
                 assert_eq!(t.status.waiting, 1, "the other one still waited");
@@ -1553,7 +1558,7 @@ mod tests {
         let _ = st_waiting.close(&mut wake);
         assert_eq!(wake.len(), 1);
         assert!(matches!(
-            queued.seat.poll(&waker()),
+            queued.seat.poll(&waker()).map(|h| h.map_err(|e| *e)),
             Some(Err(PoolError::Closed))
         ));
         assert!(st_waiting

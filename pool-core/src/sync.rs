@@ -19,13 +19,29 @@ const SPINS: u32 = 64;
 /// There is no poisoning: the engine never panics while holding a lock.
 #[derive(Debug, Default)]
 #[repr(align(64))]
-pub(crate) struct Mutex<T>(spin::mutex::SpinMutex<T>);
+pub(crate) struct Mutex<T>(Lock<T>);
+
+/// [`Mutex`] without the alignment, for small cells that live in an allocation of their own
+/// (a waiter's seat): lock word, value and the allocation's counts then share one line.
+#[derive(Debug, Default)]
+pub(crate) struct Lock<T>(spin::mutex::SpinMutex<T>);
 
 pub(crate) type MutexGuard<'a, T> = spin::mutex::SpinMutexGuard<'a, T>;
 
 impl<T> Mutex<T> {
     pub(crate) fn new(value: T) -> Self {
-        Mutex(spin::mutex::SpinMutex::new(value))
+        Mutex(Lock::new(value))
+    }
+
+    #[inline]
+    pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
+        self.0.lock()
+    }
+}
+
+impl<T> Lock<T> {
+    pub(crate) fn new(value: T) -> Self {
+        Lock(spin::mutex::SpinMutex::new(value))
     }
 
     #[inline]
