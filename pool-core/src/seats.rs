@@ -14,8 +14,9 @@
 //! back, to release it again. Only its caller ever empties a `Done` seat.
 //!
 //! A seat is one small allocation: the `Arc`'s two counts, an unaligned [`Lock`] and the
-//! state, 48 bytes, so the hand-off and the caller touch one cache line of it, not the three
-//! a line-aligned lock and an inline error took. An error handed to a waiter is boxed (the
+//! state, 48 bytes, so the hand-off and the caller touch one cache line of it (two if the
+//! allocator places it across a line boundary), not the three a line-aligned lock and an
+//! inline error took. An error handed to a waiter is boxed (the
 //! rare path) so the state stays three words (`a_seat_is_one_small_allocation` keeps it so).
 //!
 //! [`SeatStore`] keeps filled seats for reuse, in a few shards picked by thread, so a thread
