@@ -162,10 +162,10 @@ pub(crate) struct State<C, E> {
     idle: VecDeque<Conn<C>>,
     /// `Stats::requests_num`, `Stats::usage_ms` and `Stats::requests_wait_ms` (the two
     /// durations in microseconds, so holds and waits shorter than a millisecond add up), the
-    /// counters every checkout, return and hand-off add to, kept here beside the idle list and the
-    /// front of the queue rather than with the rest of the statistics a few cache lines on:
-    /// a hand-off then writes only the lock's two lines (the queue's tail, written by an
-    /// arrival, is on the third).
+    /// counters every checkout, return and hand-off add to, kept beside the idle list and the
+    /// queue rather than with the rest of the statistics a few cache lines on: a hand-off
+    /// then writes only the lock's two lines (the queue's next ticket and latest deadline,
+    /// which only an arrival writes, are on the third).
     requests_num: u64,
     usage_us: u64,
     wait_us: u64,
