@@ -5,11 +5,12 @@
 //!
 //! A new caller takes the lock once ([`Entry`]'s first poll): if nobody is queued and a
 //! connection is idle ([`State::take_idle`](crate::state::State::take_idle)) it leaves with it,
-//! having read no clock; the checkout reads it once afterwards, for its stamp. Otherwise,
-//! under the same lock, it reads the clock and takes a place in the FIFO queue
+//! having read no clock; the checkout takes one stamp afterwards (a coarse read of a few
+//! nanoseconds, see [`rt::Clock`]). Otherwise, under the same lock, it takes a stamp and a
+//! place in the FIFO queue
 //! ([`State::admit`](crate::state::State::admit)) with its waker already in its seat and, if
-//! the pool may grow, wakes the connector. While callers queue, the next caller reads the
-//! clock and takes its seat from the store before taking the lock instead (the `queueing`
+//! the pool may grow, wakes the connector. While callers queue, the next caller takes its
+//! stamp and its seat from the store before taking the lock instead (the `queueing`
 //! hint), so neither lengthens the contended section.
 //!
 //! A queued caller then looks only at its own seat when woken (the seat's lock, not the
@@ -18,7 +19,8 @@
 //! lock and fills the seat after releasing it; until the fill lands, the caller's own timer
 //! waits for it, and a caller that goes away marks the seat left, so the connection comes back
 //! to the pool. A queued caller reads no clock again: the connection it is handed carries the
-//! moment of the hand-off, which ends its wait.
+//! moment of the hand-off, which ends its wait. A deadline set from a stamp is padded by the
+//! stamp's possible lag ([`rt::Clock::deadline`]), so a wait never times out early.
 //!
 //! **Timeouts.** Under the pool-wide `wait_timeout` (every `get()`), the waiter's deadline
 //! sits in its place in the queue and the housekeeper's single timer fails it there, in queue
@@ -104,7 +106,7 @@ pub(crate) async fn acquire<M: Manager>(
             }
             Ready::FailedCheck { start, end } => {
                 let since = *entry.since.get_or_insert(start);
-                if timeout.is_some_and(|t| end >= since + t) {
+                if timeout.is_some_and(|t| end >= shared.clock.deadline(since, t)) {
                     let mut st = shared.state.lock();
                     st.count_timeout();
                     return Err(st.timeout_error(since, end));
@@ -155,7 +157,7 @@ enum Ready<M: Manager> {
 /// Turns a connection a caller got into a checkout: a cheap look first if it comes from the
 /// idle list (where connections can die unseen), the bookkeeping, and the health check and
 /// the `before_checkout` hook when they apply. `at` is when the caller got it if that is
-/// known already (a hand-off); else the clock is read here, once.
+/// known already (a hand-off); else one stamp is taken here.
 #[inline]
 async fn ready<M: Manager>(
     shared: &Arc<Shared<M>>,
@@ -183,7 +185,7 @@ async fn ready<M: Manager>(
             }
         }
     }
-    let now = at.unwrap_or_else(rt::now);
+    let now = at.unwrap_or_else(|| shared.clock.stamp());
     let by_policy = needs_check(shared.config.check, conn.stamp, now);
     conn.taken = Some(now);
     conn.uses += 1;
@@ -352,9 +354,9 @@ impl<M: Manager> Entry<'_, M> {
                 return Poll::Ready(r);
             }
             if let (Timer::Own(t), Some(since)) = (self.timer, self.since) {
-                let timer = self
-                    .own_timer
-                    .get_or_insert_with(|| Box::pin(rt::sleep_until(since + t)));
+                let timer = self.own_timer.get_or_insert_with(|| {
+                    Box::pin(rt::sleep_until(self.shared.clock.deadline(since, t)))
+                });
                 if timer.as_mut().poll(cx).is_ready() {
                     if let Some(r) = self.time_out() {
                         return Poll::Ready(r);
@@ -384,7 +386,7 @@ impl<M: Manager> Entry<'_, M> {
         // The same goes for the seat it will wait in: taken before the lock, so the seat's
         // cache line is not pulled in inside the contended section.
         let queueing = shared.queueing.load(Ordering::Relaxed);
-        let early = queueing.then(rt::now);
+        let early = queueing.then(|| shared.clock.stamp());
         let mut ready_seat = queueing.then(|| shared.seats.take(cx.waker()));
         let mut st = shared.state.lock();
         if let Arrival::New = self.arrival {
@@ -403,10 +405,10 @@ impl<M: Manager> Entry<'_, M> {
                 }));
             }
         }
-        let now = early.unwrap_or_else(rt::now);
+        let now = early.unwrap_or_else(|| shared.clock.stamp());
         let since = *self.since.get_or_insert(now);
         let deadline = match self.timer {
-            Timer::Pool(t) => Some(since + t),
+            Timer::Pool(t) => Some(shared.clock.deadline(since, t)),
             Timer::Never | Timer::Own(_) => None,
         };
         let admitted = st.admit(

@@ -4,7 +4,7 @@
 //! # Implementation details
 //!
 //! One mutex ([`crate::sync::Mutex`]) guards [`State`]. Every method here follows the same
-//! shape: read the clock if needed (before the lock), lock, take one transition, unlock, then
+//! shape: take a stamp if needed (before the lock; [`rt::Clock`]), lock, take one transition, unlock, then
 //! wake, close and log what the transition handed back. The lock is never held across an
 //! `.await`, a call into the [`Manager`], a waker or a connection's `Drop`.
 //!
@@ -67,6 +67,8 @@ pub(crate) struct Shared<M: Manager> {
     /// Seats filled on the hot path, for reuse by the next callers to queue.
     pub(crate) seats: SeatStore<Handed<M::Connection, M::Error>>,
     pub(crate) signals: Arc<Signals>,
+    /// Stamps for checkouts, returns and arrivals (see [`rt::Clock`]).
+    pub(crate) clock: rt::Clock,
     /// Live `Pool` handles; the last one to go closes the pool.
     pub(crate) handles: AtomicUsize,
     /// A hint, not state: the last caller that came to the lock had to queue (set) or found a
@@ -139,6 +141,7 @@ impl<M: Manager> Shared<M> {
                 size_changed: Notify::new(),
                 shutdown: AtomicBool::new(false),
             }),
+            clock: rt::Clock::new(),
             handles: AtomicUsize::new(1),
             queueing: AtomicBool::new(false),
             retain_epoch: AtomicU64::new(0),
@@ -149,7 +152,7 @@ impl<M: Manager> Shared<M> {
     /// A connection comes back to the pool (see [`Outcome`]).
     #[inline]
     pub(crate) fn release(&self, conn: Conn<M::Connection>, outcome: Outcome) {
-        let now = rt::now();
+        let now = self.clock.stamp();
         #[cfg(feature = "metrics")]
         if let Some(taken) = conn.taken {
             self.metrics
@@ -352,7 +355,7 @@ impl<M: Manager> Shared<M> {
 
     /// One housekeeping pass; returns when to look again.
     pub(crate) fn housekeep(&self, chores: &mut Chores<M::Connection>) -> Option<Instant> {
-        let now = rt::now();
+        let now = self.clock.now_checked();
         let cap = now + self.config.housekeeping_interval;
         let (at, wake_connector) = {
             let mut st = self.state.lock();

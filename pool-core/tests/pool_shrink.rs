@@ -38,6 +38,38 @@ async fn idle_connections_shrink_back_to_the_floor_never_below() {
     assert_accounted(&pool, &backend, 0);
 }
 
+/// A pool built on a running clock stamps its hot path from the coarse clock; once the
+/// runtime's clock is paused and moved, the housekeeper notices and the pool reads the
+/// runtime's clock exactly again: the shrink keeps its time and a hold its length.
+#[tokio::test(flavor = "current_thread")]
+async fn a_clock_paused_after_the_pool_is_built_keeps_the_pool_on_time() {
+    let (builder, backend) = fake(2, 8);
+    let pool = builder
+        .max_idle(Some(secs(300)))
+        .max_lifetime(None)
+        .build()
+        .unwrap();
+    pool.wait_ready(secs(5)).await.unwrap();
+    burst_to(&pool, 8).await;
+    tokio::time::pause();
+    tokio::time::sleep(secs(299)).await;
+    assert_eq!(pool.status().size, 8, "nothing closes before max_idle");
+    tokio::time::sleep(secs(2)).await;
+    assert_eq!(pool.status().size, 2, "shrunk to min_size after 300 s idle");
+    let before = pool.stats().usage_ms;
+    let held = pool.get().await.unwrap();
+    tokio::time::sleep(ms(2500)).await;
+    drop(held);
+    // `usage_ms` is a microsecond sum shown in whole milliseconds: the holds of the burst, on
+    // the real clock, may carry the shown figure over one more millisecond.
+    let added = pool.stats().usage_ms - before;
+    assert!(
+        (2500..=2501).contains(&added),
+        "a hold measured on the paused clock added {added} ms, not 2500"
+    );
+    assert_accounted(&pool, &backend, 0);
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_steady_low_rate_keeps_just_what_it_needs() {
     let (builder, backend) = fake(1, 8);
