@@ -112,3 +112,36 @@ async fn a_connection_handed_over_at_the_deadline_is_not_lost() {
     assert_eq!((s.size, s.idle, s.waiting), (1, 1, 0));
     assert_accounted(&pool, &backend, 0);
 }
+
+/// On a running clock the hot path's stamps come from the kernel's coarse clock, which trails
+/// the real one by up to a tick: a deadline set from such a stamp is padded by the tick, so no
+/// wait ends before its timeout, by the pool's timer or by a caller's own. (Real time, 30 ms a
+/// wait: this is the one mode a paused clock cannot show.)
+#[tokio::test(flavor = "current_thread")]
+async fn on_a_running_clock_no_wait_times_out_early() {
+    let limit = ms(30);
+    let (builder, _backend) = fake(1, 1);
+    let pool = builder.wait_timeout(Some(limit)).build().unwrap();
+    pool.wait_ready(secs(5)).await.unwrap();
+    let held = pool.get().await.unwrap();
+    for _ in 0..3 {
+        let start = std::time::Instant::now();
+        let t = timed_out(pool.get().await);
+        let waited = start.elapsed();
+        assert!(
+            waited >= limit,
+            "the pool's timer ended a wait after {waited:?} < {limit:?}"
+        );
+        assert!(t.waited >= limit, "the error reports {:?}", t.waited);
+
+        let own = ms(20);
+        let start = std::time::Instant::now();
+        let _ = timed_out(pool.get_timeout(Some(own)).await);
+        let waited = start.elapsed();
+        assert!(
+            waited >= own,
+            "a caller's own timer ended its wait after {waited:?} < {own:?}"
+        );
+    }
+    drop(held);
+}
