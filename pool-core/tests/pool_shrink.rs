@@ -15,21 +15,35 @@ async fn burst_to(pool: &pool_core::Pool<pool_testkit::FakeManager>, n: usize) {
     assert_eq!(pool.status().size, n);
 }
 
-#[tokio::test(start_paused = true)]
-async fn idle_connections_shrink_back_to_the_floor_never_below() {
+/// A pool of 2 to 8 with a 300 s `max_idle` and no lifetime, grown to 8 by a burst, all idle.
+async fn two_to_eight_grown_to_eight() -> (
+    pool_core::Pool<pool_testkit::FakeManager>,
+    pool_testkit::FakeHandle,
+) {
     let (builder, backend) = fake(2, 8);
     let pool = builder
         .max_idle(Some(secs(300)))
         .max_lifetime(None)
         .build()
         .unwrap();
-    pool.wait_ready(secs(1)).await.unwrap();
+    pool.wait_ready(secs(5)).await.unwrap();
     burst_to(&pool, 8).await;
-    assert_eq!(pool.status().idle, 8);
+    (pool, backend)
+}
+
+/// Nothing closes before 300 s idle; just after, the pool is back at its floor of 2.
+async fn shrinks_after_300_s_idle(pool: &pool_core::Pool<pool_testkit::FakeManager>) {
     tokio::time::sleep(secs(299)).await;
     assert_eq!(pool.status().size, 8, "nothing closes before max_idle");
     tokio::time::sleep(secs(2)).await;
     assert_eq!(pool.status().size, 2, "shrunk to min_size after 300 s idle");
+}
+
+#[tokio::test(start_paused = true)]
+async fn idle_connections_shrink_back_to_the_floor_never_below() {
+    let (pool, backend) = two_to_eight_grown_to_eight().await;
+    assert_eq!(pool.status().idle, 8);
+    shrinks_after_300_s_idle(&pool).await;
     assert_eq!(backend.live(), 2);
     tokio::time::sleep(secs(3600)).await;
     assert_eq!(pool.status().size, 2, "never below the floor");
@@ -43,19 +57,9 @@ async fn idle_connections_shrink_back_to_the_floor_never_below() {
 /// runtime's clock exactly again: the shrink keeps its time and a hold its length.
 #[tokio::test(flavor = "current_thread")]
 async fn a_clock_paused_after_the_pool_is_built_keeps_the_pool_on_time() {
-    let (builder, backend) = fake(2, 8);
-    let pool = builder
-        .max_idle(Some(secs(300)))
-        .max_lifetime(None)
-        .build()
-        .unwrap();
-    pool.wait_ready(secs(5)).await.unwrap();
-    burst_to(&pool, 8).await;
+    let (pool, backend) = two_to_eight_grown_to_eight().await;
     tokio::time::pause();
-    tokio::time::sleep(secs(299)).await;
-    assert_eq!(pool.status().size, 8, "nothing closes before max_idle");
-    tokio::time::sleep(secs(2)).await;
-    assert_eq!(pool.status().size, 2, "shrunk to min_size after 300 s idle");
+    shrinks_after_300_s_idle(&pool).await;
     let before = pool.stats().usage_ms;
     let held = pool.get().await.unwrap();
     tokio::time::sleep(ms(2500)).await;
