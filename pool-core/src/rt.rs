@@ -76,6 +76,7 @@ pub(crate) struct Clock {
 }
 
 /// The coarsest tick the coarse clock may have to be used.
+#[cfg(target_os = "linux")]
 pub(crate) const MAX_TICK: Duration = Duration::from_millis(10);
 
 /// Slack for the few nanoseconds between the readings [`Clock::now_checked`] compares.
@@ -101,18 +102,27 @@ impl Clock {
     }
 
     /// Do stamps read the runtime's clock?
+    #[inline]
     pub(crate) fn is_exact(&self) -> bool {
         self.exact.load(Ordering::Relaxed)
+    }
+
+    /// The coarse clock, while stamps read it.
+    #[cfg(target_os = "linux")]
+    #[inline]
+    fn coarse(&self) -> Option<&coarse::Coarse> {
+        if self.is_exact() {
+            return None;
+        }
+        self.coarse.as_ref()
     }
 
     /// A stamp: [`now`], or up to one tick before it.
     #[inline]
     pub(crate) fn stamp(&self) -> Instant {
         #[cfg(target_os = "linux")]
-        if !self.exact.load(Ordering::Relaxed) {
-            if let Some(c) = &self.coarse {
-                return c.read();
-            }
+        if let Some(c) = self.coarse() {
+            return c.read();
         }
         now()
     }
@@ -120,10 +130,8 @@ impl Clock {
     /// How far a stamp may trail [`now`]: one tick, or zero when stamps are exact.
     pub(crate) fn lag(&self) -> Duration {
         #[cfg(target_os = "linux")]
-        if !self.exact.load(Ordering::Relaxed) {
-            if let Some(c) = &self.coarse {
-                return c.tick;
-            }
+        if let Some(c) = self.coarse() {
+            return c.tick;
         }
         Duration::ZERO
     }
