@@ -38,9 +38,9 @@ pub struct ConnectionInfo {
     /// When it was opened.
     pub created: crate::rt::Instant,
     /// When it was last checked out (for an idle connection), or when the current checkout
-    /// began. Like every hot-path stamp, it may trail the runtime's clock by up to one tick
-    /// of the kernel's coarse clock (4 ms on common Linux kernels; exact under Tokio's paused
-    /// clock).
+    /// began. Like every hot-path stamp, it may trail the runtime's clock by up to about two
+    /// ticks of the kernel's coarse clock (8 ms on common Linux kernels; exact under Tokio's
+    /// paused clock).
     pub last_used: crate::rt::Instant,
     /// Checkouts so far, the current one included.
     pub uses: u64,
@@ -49,9 +49,9 @@ pub struct ConnectionInfo {
 /// Cumulative counters since the pool was built, named like psycopg_pool's `get_stats()`.
 ///
 /// Eventually consistent, like [`Status`]. The durations are measured between hot-path
-/// stamps, which read the kernel's coarse clock on Linux (a few nanoseconds, at its tick, 4 ms
-/// on common kernels): each hold or wait is off by less than a tick, and over many of them the
-/// errors average out. Under Tokio's paused clock they are exact.
+/// stamps, which read the kernel's coarse clock on Linux (a few nanoseconds, updated at each
+/// tick, 4 ms on common kernels): each hold or wait is off by up to about two ticks, and over
+/// many of them the errors average out. Under Tokio's paused clock they are exact.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub struct Stats {
