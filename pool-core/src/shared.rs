@@ -4,9 +4,10 @@
 //! # Implementation details
 //!
 //! One mutex ([`crate::sync::Mutex`]) guards [`State`]. Every method here follows the same
-//! shape: take a stamp if needed (before the lock; [`rt::Clock`]), lock, take one transition, unlock, then
-//! wake, close and log what the transition handed back. The lock is never held across an
-//! `.await`, a call into the [`Manager`], a waker or a connection's `Drop`.
+//! shape: take a stamp if needed (before the lock; [`rt::Clock`]), lock, take one
+//! transition, unlock, then wake, close and log what the transition handed back. The lock is
+//! never held across an `.await`, a call into the [`Manager`], a waker or a connection's
+//! `Drop`.
 //!
 //! **Code the pool calls may panic.** `has_broken` is called inside `catch_unwind` ([`Shared::judge`]):
 //! the caller puts the connection back as discarded before the panic goes on. A connection the

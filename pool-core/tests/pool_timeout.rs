@@ -114,8 +114,8 @@ async fn a_connection_handed_over_at_the_deadline_is_not_lost() {
 }
 
 /// On a running clock the hot path's stamps come from the kernel's coarse clock, which trails
-/// the real one by up to a tick: a deadline set from such a stamp is padded by the tick, so no
-/// wait ends before its timeout, by the pool's timer or by a caller's own. (Real time, 30 ms a
+/// the real one by up to about two ticks: a deadline set from such a stamp is padded by that
+/// lag, so no wait ends before its timeout, by the pool's timer or by a caller's own. (Real time, 30 ms a
 /// wait: this is the one mode a paused clock cannot show.)
 #[tokio::test(flavor = "current_thread")]
 async fn on_a_running_clock_no_wait_times_out_early() {
