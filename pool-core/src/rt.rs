@@ -193,6 +193,9 @@ fn runtime_clock_is_paused() -> bool {
 mod coarse {
     use std::time::Duration;
 
+    // Through libc (rustix's `use-libc`), not rustix's own reader of the vDSO: libc falls back
+    // to the system call where no vDSO is mapped (under Valgrind, which crashed rustix's
+    // reader: `tests/pool_valgrind.rs`).
     use rustix::time::{clock_getres, clock_gettime, ClockId, Timespec};
 
     use super::Instant;
