@@ -69,7 +69,7 @@
 //! | `object.rs` | the checkout guard: every way a connection leaves a caller's hands |
 //! | `connector.rs` | the only place connections are opened; a panicking `connect` is a failed connect |
 //! | `housekeeping.rs` | the idle sweep (`has_broken` on idle connections), idle shrink, lifetime, leak reports, and the one timer that expires waiters |
-//! | `rt.rs` | all coupling to Tokio: spawn, the clock, sleeps and timeouts; the hot path's coarse stamps and when they give way to exact reads (a paused or moved runtime clock) |
+//! | `rt.rs` | all coupling to Tokio: spawn, the clock, sleeps and timeouts; the engine's `Instant` (integer nanoseconds, tokio's instant only at timers and the public API); the hot path's coarse stamps and when they give way to exact reads (a paused or moved runtime clock) |
 //! | `sync.rs` | the lock (a spin lock that yields, released by a plain store: cache-line-aligned as `Mutex`, unaligned as `Lock` for the seats), behind a facade so it can be swapped and measured; each thread's shard |
 //! | `config.rs`, `env.rs` | the configuration, its validation, and the environment table |
 //! | `error.rs`, `stats.rs` | errors that carry the pool's status; `status()` and `stats()` |

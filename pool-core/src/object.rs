@@ -6,7 +6,6 @@ use std::panic::resume_unwind;
 use std::sync::Arc;
 
 use crate::manager::Manager;
-use crate::rt::Instant;
 use crate::shared::{panic_message, Link, Shared};
 use crate::state::{Conn, Outcome};
 use crate::stats::ConnectionInfo;
@@ -79,8 +78,8 @@ impl<M: Manager> Object<M> {
     }
 
     /// When the pool opened this connection.
-    pub fn created(&self) -> Instant {
-        self.conn().created
+    pub fn created(&self) -> tokio::time::Instant {
+        self.conn().created.to_tokio()
     }
 
     /// What the pool knows about this connection: its id, when it was opened, when this

@@ -36,7 +36,7 @@ use crate::manager::ErrorClass;
 use crate::rt::Instant;
 use crate::seats::Seat;
 use crate::slab::Slab;
-use crate::stats::{micros, millis, ConnectionInfo, Stats, Status};
+use crate::stats::{millis, ConnectionInfo, Stats, Status};
 use crate::waiters::{Out, Queued, Waiters};
 
 /// A connection with the pool's bookkeeping, boxed once when it is opened: the record moves
@@ -93,8 +93,8 @@ impl<C> Conn<C> {
     pub(crate) fn info(&self) -> ConnectionInfo {
         ConnectionInfo {
             id: self.id,
-            created: self.created,
-            last_used: self.taken.unwrap_or(self.stamp),
+            created: self.created.to_tokio(),
+            last_used: self.taken.unwrap_or(self.stamp).to_tokio(),
             uses: self.uses,
         }
     }
@@ -549,9 +549,7 @@ impl<C, E> State<C, E> {
 
     /// A connection handed to a waiter that queued at `since`: its wait ends now.
     fn count_hand_off(&mut self, since: Instant, now: Instant) {
-        self.wait_us = self
-            .wait_us
-            .saturating_add(micros(now.saturating_duration_since(since)));
+        self.wait_us = self.wait_us.saturating_add(now.micros_since(since));
     }
 
     /// A caller timed out without having waited in the queue (its connection failed the
@@ -596,9 +594,7 @@ impl<C, E> State<C, E> {
         now: Instant,
     ) -> Released<C, E> {
         if let Some(taken) = conn.taken.take() {
-            self.usage_us = self
-                .usage_us
-                .saturating_add(micros(now.saturating_duration_since(taken)));
+            self.usage_us = self.usage_us.saturating_add(now.micros_since(taken));
         }
         let leak_returned = self.end_watch(conn.watch.take());
         match outcome {

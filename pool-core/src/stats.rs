@@ -36,12 +36,12 @@ pub struct ConnectionInfo {
     /// The pool's number for it: 1 for the first connection opened, and so on.
     pub id: u64,
     /// When it was opened.
-    pub created: crate::rt::Instant,
+    pub created: tokio::time::Instant,
     /// When it was last checked out (for an idle connection), or when the current checkout
     /// began. Like every hot-path stamp, it may trail the runtime's clock by up to about two
     /// ticks of the kernel's coarse clock (8 ms on common Linux kernels; exact under Tokio's
     /// paused clock).
-    pub last_used: crate::rt::Instant,
+    pub last_used: tokio::time::Instant,
     /// Checkouts so far, the current one included.
     pub uses: u64,
 }
@@ -98,10 +98,6 @@ pub struct Stats {
     pub closed_max_uses: u64,
     /// Of those, closed by `retain`.
     pub closed_retain: u64,
-}
-
-pub(crate) fn micros(d: Duration) -> u64 {
-    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
 pub(crate) fn millis(d: Duration) -> u64 {
