@@ -3,7 +3,8 @@
 //!
 //! # Implementation details
 //!
-//! A new caller takes the lock once ([`Entry`]'s first poll): if nobody is queued and a
+//! A new caller takes the lock once: while nobody queues (the `queueing` hint below), before
+//! it builds an [`Entry`] at all; else in its `Entry`'s first poll. If nobody is queued and a
 //! connection is idle ([`State::take_idle`](crate::state::State::take_idle)) it leaves with it,
 //! having read no clock; the checkout takes one stamp afterwards (a coarse read of a few
 //! nanoseconds, see [`rt::Clock`]). Otherwise, under the same lock, it takes a stamp and a
@@ -82,7 +83,20 @@ pub(crate) async fn acquire<M: Manager>(
         Some(t) if timeout == shared.config.wait_timeout => Timer::Pool(t),
         Some(t) => Timer::Own(t),
     };
-    let mut entry = Entry {
+    // The fast path, while nobody queues: one short lock for an idle connection, and no
+    // `Entry` built (nor dropped) unless the caller has to go round the queue.
+    let mut fast = if shared.queueing.load(Ordering::Relaxed) {
+        None
+    } else {
+        let taken = shared.state.lock().take_idle();
+        taken.map(|conn| Got {
+            conn,
+            at: None,
+            from_idle: true,
+        })
+    };
+    let mut entry: Option<Entry<'_, M>> = None;
+    let new_entry = || Entry {
         shared,
         timer,
         seat: None,
@@ -97,14 +111,19 @@ pub(crate) async fn acquire<M: Manager>(
             conn,
             at,
             from_idle,
-        } = entry.next().await?;
+        } = match fast.take() {
+            Some(got) => got,
+            None => entry.get_or_insert_with(new_entry).next().await?,
+        };
         let (obj, end) = match ready(shared, links, conn, at, from_idle, caller).await {
             Ready::Out(obj, end) => (obj, end),
             Ready::Dead => {
-                entry.arrival = Arrival::Again { ticket: None };
+                // Counted as a request already: it comes back as the same one.
+                entry.get_or_insert_with(new_entry).arrival = Arrival::Again { ticket: None };
                 continue;
             }
             Ready::FailedCheck { start, end } => {
+                let entry = entry.get_or_insert_with(new_entry);
                 let since = *entry.since.get_or_insert(start);
                 if timeout.is_some_and(|t| end >= shared.clock.deadline(since, t)) {
                     let mut st = shared.state.lock();
@@ -119,9 +138,9 @@ pub(crate) async fn acquire<M: Manager>(
         };
         // A caller that neither queued nor waited for a check or a hook has nothing to report.
         if let Some((start, end)) = end {
-            let since = entry.since.unwrap_or(start);
+            let since = entry.as_ref().and_then(|e| e.since).unwrap_or(start);
             let waited = end.saturating_duration_since(since);
-            if let Some(span) = &entry.span {
+            if let Some(span) = entry.as_ref().and_then(|e| e.span.as_ref()) {
                 span.record("waited_ms", millis(waited));
             }
             #[cfg(feature = "metrics")]
