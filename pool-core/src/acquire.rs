@@ -115,7 +115,11 @@ pub(crate) async fn acquire<M: Manager>(
             Some(got) => got,
             None => entry.get_or_insert_with(new_entry).next().await?,
         };
-        let (obj, end) = match ready(shared, links, conn, at, from_idle, caller).await {
+        let ready = match ready(shared, links, conn, at, from_idle, caller) {
+            Ok(ready) => ready,
+            Err(Unprepared(obj, check, start)) => prepare(shared, obj, check, start).await,
+        };
+        let (obj, end) = match ready {
             Ready::Out(obj, end) => (obj, end),
             Ready::Dead => {
                 // Counted as a request already: it comes back as the same one.
@@ -173,22 +177,29 @@ enum Ready<M: Manager> {
     FailedCheck { start: Instant, end: Instant },
 }
 
+/// A checkout that still has its health check or `before_checkout` hook to run
+/// ([`prepare`]): the guard, whether to check, and when the checkout began.
+struct Unprepared<M: Manager>(Object<M>, bool, Instant);
+
 /// Turns a connection a caller got into a checkout: a cheap look first if it comes from the
 /// idle list (where connections can die unseen), the bookkeeping, and the health check and
 /// the `before_checkout` hook when they apply. `at` is when the caller got it if that is
 /// known already (a hand-off); else one stamp is taken here.
+///
+/// Synchronous up to the check or hook: `Err` with what [`prepare`] has to finish, so a
+/// checkout without either builds no `prepare` future.
 #[inline]
-async fn ready<M: Manager>(
+fn ready<M: Manager>(
     shared: &Arc<Shared<M>>,
     links: &Links<M>,
     mut conn: Conn<M::Connection>,
     at: Option<Instant>,
     from_idle: bool,
     caller: &'static Location<'static>,
-) -> Ready<M> {
+) -> Result<Ready<M>, Unprepared<M>> {
     if !shared.retained(&mut conn) {
         shared.release(conn, Outcome::Discarded);
-        return Ready::Dead;
+        return Ok(Ready::Dead);
     }
     if from_idle {
         match shared.judge(&mut conn) {
@@ -196,7 +207,7 @@ async fn ready<M: Manager>(
             Ok(true) => {
                 tracing::debug!(target: "pool_core", "idle connection found broken at checkout; discarded");
                 shared.release(conn, Outcome::Lost);
-                return Ready::Dead;
+                return Ok(Ready::Dead);
             }
             Err(panic) => {
                 shared.release(conn, Outcome::Lost);
@@ -215,9 +226,9 @@ async fn ready<M: Manager>(
     // Asked with the connection already in its guard: a panic here returns it.
     let check = by_policy || shared.manager.needs_check(obj.conn_mut());
     if !check && shared.hooks.before_checkout.is_none() {
-        return Ready::Out(obj, at.map(|t| (t, t)));
+        return Ok(Ready::Out(obj, at.map(|t| (t, t))));
     }
-    prepare(shared, obj, check, now).await
+    Err(Unprepared(obj, check, now))
 }
 
 /// The health check (if `check`) and the `before_checkout` hook (if set) on a checkout begun
@@ -302,7 +313,11 @@ pub(crate) async fn try_acquire<M: Manager>(
         let Some(conn) = taken? else {
             return Ok(None);
         };
-        if let Ready::Out(obj, _) = ready(shared, links, conn, None, true, caller).await {
+        let ready = match ready(shared, links, conn, None, true, caller) {
+            Ok(ready) => ready,
+            Err(Unprepared(obj, check, start)) => prepare(shared, obj, check, start).await,
+        };
+        if let Ready::Out(obj, _) = ready {
             #[cfg(feature = "metrics")]
             shared.metrics.checked_out_at_once();
             return Ok(Some(obj));
