@@ -11,6 +11,7 @@
 //! the public API ([`Instant::to_tokio`]).
 
 use std::future::Future;
+use std::num::NonZeroU64;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -19,9 +20,10 @@ pub(crate) use tokio::time::Sleep;
 
 /// An instant on the runtime's clock, as nanoseconds from a process-wide base ([`base`]) plus
 /// [`Instant::ZERO_AT`], so instants before the base (a test's `now - 1 h`) still order and
-/// subtract. Additions and differences saturate instead of panicking.
+/// subtract. Additions and differences saturate instead of panicking. Never zero, so an
+/// `Option<Instant>` is one word too (the queue's places, a waiter's start, a checkout's).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub(crate) struct Instant(u64);
+pub(crate) struct Instant(NonZeroU64);
 
 /// The instant the engine's [`Instant`] counts from: the first one it converted.
 fn base() -> std::time::Instant {
@@ -37,6 +39,17 @@ impl Instant {
     /// Where the base sits: 2^62 ns (146 years) from zero, to either side.
     const ZERO_AT: u64 = 1 << 62;
 
+    /// The instant `nanos` on the engine's scale; zero, the one value it has not, is 1.
+    #[inline]
+    fn at(nanos: u64) -> Self {
+        Instant(NonZeroU64::new(nanos).unwrap_or(NonZeroU64::MIN))
+    }
+
+    #[inline]
+    fn nanos(self) -> u64 {
+        self.0.get()
+    }
+
     /// The runtime's clock now ([`now`]).
     #[cfg(test)]
     pub(crate) fn now() -> Self {
@@ -47,7 +60,7 @@ impl Instant {
     pub(crate) fn from_tokio(t: tokio::time::Instant) -> Self {
         let t = t.into_std();
         let base = base();
-        Instant(match t.checked_duration_since(base) {
+        Instant::at(match t.checked_duration_since(base) {
             Some(after) => Self::ZERO_AT.saturating_add(nanos_of(after)),
             None => Self::ZERO_AT.saturating_sub(nanos_of(base.saturating_duration_since(t))),
         })
@@ -56,10 +69,11 @@ impl Instant {
     /// Tokio's instant for this one (for timers and the public API).
     pub(crate) fn to_tokio(self) -> tokio::time::Instant {
         let base = base();
-        let at = if self.0 >= Self::ZERO_AT {
-            base.checked_add(Duration::from_nanos(self.0 - Self::ZERO_AT))
+        let n = self.nanos();
+        let at = if n >= Self::ZERO_AT {
+            base.checked_add(Duration::from_nanos(n - Self::ZERO_AT))
         } else {
-            base.checked_sub(Duration::from_nanos(Self::ZERO_AT - self.0))
+            base.checked_sub(Duration::from_nanos(Self::ZERO_AT - n))
         };
         tokio::time::Instant::from_std(at.unwrap_or(base))
     }
@@ -67,14 +81,14 @@ impl Instant {
     /// The time from `earlier` to this one; zero if `earlier` is later.
     #[inline]
     pub(crate) fn saturating_duration_since(self, earlier: Instant) -> Duration {
-        Duration::from_nanos(self.0.saturating_sub(earlier.0))
+        Duration::from_nanos(self.nanos().saturating_sub(earlier.nanos()))
     }
 
     /// Whole microseconds from `earlier` to this one; zero if `earlier` is later. (One
     /// subtraction and one division, for the statistics the hot path adds to.)
     #[inline]
     pub(crate) fn micros_since(self, earlier: Instant) -> u64 {
-        self.0.saturating_sub(earlier.0) / 1_000
+        self.nanos().saturating_sub(earlier.nanos()) / 1_000
     }
 }
 
@@ -82,7 +96,7 @@ impl std::ops::Add<Duration> for Instant {
     type Output = Instant;
     #[inline]
     fn add(self, d: Duration) -> Instant {
-        Instant(self.0.saturating_add(nanos_of(d)))
+        Instant::at(self.nanos().saturating_add(nanos_of(d)))
     }
 }
 
@@ -97,7 +111,7 @@ impl std::ops::Sub<Duration> for Instant {
     type Output = Instant;
     #[inline]
     fn sub(self, d: Duration) -> Instant {
-        Instant(self.0.saturating_sub(nanos_of(d)))
+        Instant::at(self.nanos().saturating_sub(nanos_of(d)))
     }
 }
 
@@ -352,7 +366,7 @@ mod coarse {
             let fine = nanos(clock_gettime(ClockId::Monotonic));
             let first = nanos(clock_gettime(ClockId::MonotonicCoarse));
             let base_ns = first.min(fine);
-            let base = at.0.saturating_sub(fine - base_ns);
+            let base = at.nanos().saturating_sub(fine - base_ns);
             Some(Coarse {
                 base,
                 base_ns,
@@ -363,7 +377,7 @@ mod coarse {
         #[inline]
         pub(super) fn read(&self) -> Instant {
             let c = nanos(clock_gettime(ClockId::MonotonicCoarse));
-            Instant(self.base + c.saturating_sub(self.base_ns))
+            Instant::at(self.base + c.saturating_sub(self.base_ns))
         }
     }
 }
@@ -400,8 +414,14 @@ mod tests {
         c += Duration::from_micros(2500);
         assert_eq!(c, ib);
         // A limit too long for the clock saturates instead of panicking.
-        assert_eq!(ia + Duration::MAX, Instant(u64::MAX));
-        assert_eq!(Instant(0) - Duration::from_secs(1), Instant(0));
+        assert_eq!(ia + Duration::MAX, Instant::at(u64::MAX));
+        assert_eq!(Instant::at(1) - Duration::from_secs(1), Instant::at(1));
+        assert_eq!(
+            Instant::at(0),
+            Instant::at(1),
+            "zero is the one value it has not"
+        );
+        assert_eq!(std::mem::size_of::<Option<Instant>>(), 8);
     }
 
     #[test]
