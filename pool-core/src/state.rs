@@ -395,6 +395,7 @@ impl<C, E> State<C, E> {
             requests_num: self.requests_num,
             usage_ms: self.usage_us / 1000,
             requests_wait_ms: self.wait_us / 1000,
+            requests_queued: self.waiters.tickets_issued(),
             ..self.stats
         }
     }
@@ -480,9 +481,8 @@ impl<C, E> State<C, E> {
                 return Admit::Refused(PoolError::TooManyWaiters { max_waiting });
             }
         }
-        if ticket.is_none() {
-            self.stats.requests_queued += 1;
-        }
+        // `requests_queued` is the queue's count of tickets issued (`State::stats`): a first
+        // arrival takes a new one, so the arrival writes no line of the statistics.
         let queued = self.waiters.push(ticket, seat(), now, deadline);
         if self.last_error_fatal {
             // A fatal error answered earlier callers at once; this one gets its own attempt.
@@ -1295,6 +1295,41 @@ mod tests {
         let r = st.leave(&second.seat, second.ticket);
         assert!(r.fill.is_none() && r.close.is_none());
         assert_eq!(st.status().idle, 1);
+    }
+
+    #[test]
+    fn each_queued_caller_counts_once_in_requests_queued() {
+        let t0 = Instant::now();
+        let (mut st, conn, queued) = one_out_one_queued(t0);
+        assert_eq!(st.stats().requests_queued, 1);
+        // Served, its connection fails the check: it comes back with its ticket, and queues
+        // again behind a new caller's arrival without counting twice.
+        let r = st.release(conn, Outcome::Healthy, t0);
+        let (seat, conn) = r.fill.expect("handed to the waiter");
+        assert!(seat.fill(Ok(conn)).is_ok());
+        let Some(Ok(conn)) = queued.seat.take() else {
+            panic!("the waiter was handed the connection")
+        };
+        let r = st.release(conn, Outcome::Lost, t0);
+        assert!(r.close.is_some());
+        let again = Arrival::Again {
+            ticket: Some(queued.ticket),
+        };
+        assert!(matches!(
+            st.admit(again, t0, || Seat::new(waker()), None),
+            Admit::Queued { .. }
+        ));
+        assert_eq!(
+            st.stats().requests_queued,
+            1,
+            "the same caller, its old ticket"
+        );
+        assert!(matches!(
+            st.admit(Arrival::New, t0, || Seat::new(waker()), None),
+            Admit::Queued { .. }
+        ));
+        let s = st.stats();
+        assert_eq!((s.requests_queued, s.requests_num), (2, 3));
     }
 
     #[test]

@@ -73,6 +73,7 @@ pub(crate) struct Waiters<T> {
     queue: VecDeque<Place<T>>,
     /// Places with a seat: the callers still queued.
     waiting: usize,
+    /// Tickets issued so far: one per caller that has queued (`Stats::requests_queued`).
     next_ticket: u64,
     /// The deadline of the latest new arrival: later arrivals never get an earlier one.
     last_deadline: Option<Instant>,
@@ -107,6 +108,11 @@ impl<T> Waiters<T> {
 
     /// Queues a waiter: a new caller (`ticket: None`) at the back, one going round again in
     /// the place its ticket earned. `deadline` is for the pool-wide timer.
+    /// Tickets issued so far: every caller that has queued took one, once.
+    pub(crate) fn tickets_issued(&self) -> u64 {
+        self.next_ticket
+    }
+
     pub(crate) fn push(
         &mut self,
         ticket: Option<u64>,
