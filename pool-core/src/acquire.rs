@@ -37,7 +37,7 @@
 //! it and the `before_checkout` hook are most of what a `get()` future would hold (656 of
 //! its 1008 bytes with the test kit's fake manager), though most checkouts never run them. So
 //! [`prepare`] is boxed, the one allocation a checkout makes and only when it checks or runs
-//! the hook: a queued `get()` then holds 328 bytes, which is what ten thousand queued callers
+//! the hook: a queued `get()` then holds 256 bytes, which is what ten thousand queued callers
 //! cost in memory and what a cancelled one has to touch (`tests/pool_alloc.rs` keeps it so, and
 //! counts the one allocation of a checked checkout).
 //!
@@ -80,97 +80,112 @@ enum Timer {
     Own(Duration),
 }
 
-pub(crate) async fn acquire<M: Manager>(
-    shared: &Arc<Shared<M>>,
-    links: &Links<M>,
+impl Timer {
+    /// How long the caller may wait, if it is timed.
+    fn limit(self) -> Option<Duration> {
+        match self {
+            Timer::Never => None,
+            Timer::Pool(t) | Timer::Own(t) => Some(t),
+        }
+    }
+}
+
+/// `get()`. A plain function returning an `async move` block rather than an `async fn`, whose
+/// future would keep a second copy of its arguments; and no closure state is kept across its
+/// awaits, so the future holds each thing once.
+pub(crate) fn acquire<'a, M: Manager>(
+    shared: &'a Arc<Shared<M>>,
+    links: &'a Links<M>,
     timeout: Option<Duration>,
     caller: &'static Location<'static>,
-) -> Result<Object<M>, PoolError<M::Error>> {
+) -> impl Future<Output = Result<Object<M>, PoolError<M::Error>>> + Send + 'a {
     let timer = match timeout {
         None => Timer::Never,
         Some(t) if timeout == shared.config.wait_timeout => Timer::Pool(t),
         Some(t) => Timer::Own(t),
     };
-    // The fast path, while nobody queues: one short lock for an idle connection, and no
-    // `Entry` built (nor dropped) unless the caller has to go round the queue.
-    // (Kept as the bare connection: what lives across the awaits below is in the future.)
-    let mut fast = if shared.queueing.load(Ordering::Relaxed) {
-        None
-    } else {
-        shared.state.lock().take_idle()
-    };
-    let mut entry: Option<Entry<'_, M>> = None;
-    let new_entry = || Entry {
-        shared,
-        timer,
-        seat: None,
-        arrival: Arrival::New,
-        ticket: None,
-        since: None,
-        span: None,
-        own_timer: None,
-    };
-    loop {
-        let Got {
-            conn,
-            at,
-            from_idle,
-        } = match fast.take() {
-            Some(conn) => Got {
-                conn,
-                at: None,
-                from_idle: true,
-            },
-            None => entry.get_or_insert_with(new_entry).next().await?,
-        };
-        let ready = match ready(shared, links, conn, at, from_idle, caller) {
-            Ok(ready) => ready,
-            Err(Unprepared(obj, check, start)) => {
-                Box::pin(prepare(shared, obj, check, start)).await
-            }
-        };
-        let (obj, end) = match ready {
-            Ready::Out(obj, end) => (obj, end),
-            Ready::Dead => {
-                // Counted as a request already: it comes back as the same one.
-                entry.get_or_insert_with(new_entry).arrival = Arrival::Again { ticket: None };
-                continue;
-            }
-            Ready::FailedCheck { start, end } => {
-                let entry = entry.get_or_insert_with(new_entry);
-                let since = *entry.since.get_or_insert(start);
-                if timeout.is_some_and(|t| end >= shared.clock.deadline(since, t)) {
-                    let mut st = shared.state.lock();
-                    st.count_timeout();
-                    return Err(st.timeout_error(since, end));
-                }
-                entry.arrival = Arrival::Again {
-                    ticket: entry.ticket,
-                };
-                continue;
-            }
-        };
-        // A caller that neither queued nor waited for a check or a hook has nothing to report.
-        if let Some((start, end)) = end {
-            let since = entry.as_ref().and_then(|e| e.since).unwrap_or(start);
-            let waited = end.saturating_duration_since(since);
-            if let Some(span) = entry.as_ref().and_then(|e| e.span.as_ref()) {
-                span.record("waited_ms", millis(waited));
-            }
-            #[cfg(feature = "metrics")]
-            shared.metrics.checked_out(waited);
-            if shared
-                .config
-                .slow_acquire_threshold
-                .is_some_and(|slow| waited > slow)
-            {
-                tracing::warn!(target: "pool_core", waited_ms = millis(waited), "slow acquire");
-            }
+    async move {
+        // The fast path, while nobody queues: one short lock for an idle connection, and no
+        // `Entry` built (nor dropped) unless the caller has to go round the queue.
+        // (Kept as the bare connection: what lives across the awaits below is in the future.)
+        let mut fast = if shared.queueing.load(Ordering::Relaxed) {
+            None
         } else {
-            #[cfg(feature = "metrics")]
-            shared.metrics.checked_out_at_once();
+            shared.state.lock().take_idle()
+        };
+        let mut entry: Option<Entry<'_, M>> = None;
+        loop {
+            let Got {
+                conn,
+                at,
+                from_idle,
+            } = match fast.take() {
+                Some(conn) => Got {
+                    conn,
+                    at: None,
+                    from_idle: true,
+                },
+                None => {
+                    entry
+                        .get_or_insert_with(|| Entry::new(shared, timer))
+                        .next()
+                        .await?
+                }
+            };
+            let ready = match ready(shared, links, conn, at, from_idle, caller) {
+                Ok(ready) => ready,
+                Err(Unprepared(obj, check, start)) => {
+                    Box::pin(prepare(shared, obj, check, start)).await
+                }
+            };
+            let (obj, end) = match ready {
+                Ready::Out(obj, end) => (obj, end),
+                Ready::Dead => {
+                    // Counted as a request already: it comes back as the same one.
+                    entry
+                        .get_or_insert_with(|| Entry::new(shared, timer))
+                        .arrival = Arrival::Again { ticket: None };
+                    continue;
+                }
+                Ready::FailedCheck { start, end } => {
+                    let entry = entry.get_or_insert_with(|| Entry::new(shared, timer));
+                    let since = *entry.since.get_or_insert(start);
+                    if timer
+                        .limit()
+                        .is_some_and(|t| end >= shared.clock.deadline(since, t))
+                    {
+                        let mut st = shared.state.lock();
+                        st.count_timeout();
+                        return Err(st.timeout_error(since, end));
+                    }
+                    entry.arrival = Arrival::Again {
+                        ticket: entry.ticket,
+                    };
+                    continue;
+                }
+            };
+            // A caller that neither queued nor waited for a check or a hook has nothing to report.
+            if let Some((start, end)) = end {
+                let since = entry.as_ref().and_then(|e| e.since).unwrap_or(start);
+                let waited = end.saturating_duration_since(since);
+                if let Some(span) = entry.as_ref().and_then(|e| e.span.as_ref()) {
+                    span.record("waited_ms", millis(waited));
+                }
+                #[cfg(feature = "metrics")]
+                shared.metrics.checked_out(waited);
+                if shared
+                    .config
+                    .slow_acquire_threshold
+                    .is_some_and(|slow| waited > slow)
+                {
+                    tracing::warn!(target: "pool_core", waited_ms = millis(waited), "slow acquire");
+                }
+            } else {
+                #[cfg(feature = "metrics")]
+                shared.metrics.checked_out_at_once();
+            }
+            return Ok(obj);
         }
-        return Ok(obj);
     }
 }
 
@@ -389,7 +404,20 @@ struct Entry<'a, M: Manager> {
     own_timer: Option<Pin<Box<rt::Sleep>>>,
 }
 
-impl<M: Manager> Entry<'_, M> {
+impl<'a, M: Manager> Entry<'a, M> {
+    fn new(shared: &'a Shared<M>, timer: Timer) -> Self {
+        Entry {
+            shared,
+            timer,
+            seat: None,
+            arrival: Arrival::New,
+            ticket: None,
+            since: None,
+            span: None,
+            own_timer: None,
+        }
+    }
+
     /// The next connection for this caller (with the moment it got it), or the error that
     /// ends its wait.
     async fn next(&mut self) -> Next<M> {
