@@ -108,8 +108,7 @@ impl<T> Seat<T> {
         }
     }
 
-    /// A caller that left while still queued, or a seat taken and not used: nothing will
-    /// come (and no waker is kept).
+    /// A seat taken and not used: nothing will come (and no waker is kept).
     pub(crate) fn clear(&self) {
         *self.0.lock() = SeatState::Empty;
     }

@@ -282,8 +282,9 @@ impl<T> Waiters<T> {
             .get_mut(at)
             .filter(|p| p.ticket == ticket && p.seat.as_ref().is_some_and(|s| s.is(seat)));
         if let Some(place) = place {
-            let seat = place.seat.take().expect("the place was just found waiting");
-            seat.clear();
+            // The queue's handle goes; the caller's goes right after (it is leaving), and the
+            // seat with its waker with it, outside the lock: nothing to clear here.
+            place.seat = None;
             self.waiting -= 1;
             self.trim();
             return Out::Removed;
