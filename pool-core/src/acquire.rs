@@ -4,8 +4,10 @@
 //! # Implementation details
 //!
 //! A new caller takes the lock once: while nobody queues (the `queueing` hint below), before
-//! it builds an [`Entry`] at all; else in its `Entry`'s first poll. If nobody is queued and a
-//! connection is idle ([`State::take_idle`](crate::state::State::take_idle)) it leaves with it,
+//! it builds an [`Entry`] at all; else in its `Entry`'s first poll (as does, once more, a
+//! caller that found nothing idle before building it: the pool has just run dry). If nobody
+//! is queued and a connection is idle
+//! ([`State::take_idle`](crate::state::State::take_idle)) it leaves with it,
 //! having read no clock; the checkout takes one stamp afterwards (a coarse read of a few
 //! nanoseconds, see [`rt::Clock`]). Otherwise, under the same lock, it takes a stamp and a
 //! place in the FIFO queue
