@@ -1302,8 +1302,8 @@ mod tests {
         let t0 = Instant::now();
         let (mut st, conn, queued) = one_out_one_queued(t0);
         assert_eq!(st.stats().requests_queued, 1);
-        // Served, its connection fails the check: it comes back with its ticket, and queues
-        // again behind a new caller's arrival without counting twice.
+        // Served, its connection fails the check: it comes back with its ticket and queues
+        // again without counting twice; a new caller after it counts once.
         let r = st.release(conn, Outcome::Healthy, t0);
         let (seat, conn) = r.fill.expect("handed to the waiter");
         assert!(seat.fill(Ok(conn)).is_ok());
