@@ -109,7 +109,8 @@ pub(crate) fn acquire<'a, M: Manager>(
     async move {
         // The fast path, while nobody queues: one short lock for an idle connection, and no
         // `Entry` built (nor dropped) unless the caller has to go round the queue.
-        // (Kept as the bare connection: what lives across the awaits below is in the future.)
+        // It is kept as the bare connection, not a `Got`: it lives across the awaits below,
+        // so it takes room in the future.
         let mut fast = if shared.queueing.load(Ordering::Relaxed) {
             None
         } else {

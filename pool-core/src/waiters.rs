@@ -106,13 +106,13 @@ impl<T> Waiters<T> {
         self.waiting == 0
     }
 
-    /// Queues a waiter: a new caller (`ticket: None`) at the back, one going round again in
-    /// the place its ticket earned. `deadline` is for the pool-wide timer.
     /// Tickets issued so far: every caller that has queued took one, once.
     pub(crate) fn tickets_issued(&self) -> u64 {
         self.next_ticket
     }
 
+    /// Queues a waiter: a new caller (`ticket: None`) at the back, one going round again in
+    /// the place its ticket earned. `deadline` is for the pool-wide timer.
     pub(crate) fn push(
         &mut self,
         ticket: Option<u64>,
