@@ -10,14 +10,17 @@
 //! ROUNDS=15 BENCH_WORKLOADS=C,D cargo bench -p benches --bench rounds
 //! ONLY_OURS=1 BENCH_WORKLOADS=D perf record -g target/release/deps/rounds-<hash>   # profile
 //! PROBE=1 cargo bench -p benches --bench rounds      # with the featureless probe pool too
-//! ONLY_OURS=1 PROBE=1 ...                            # the probe alone, to profile beside ours
+//! ONLY_OURS=1 PROBE=3 ...                            # the probe at level 3 alone, to profile
 //! cargo bench -p benches --bench rounds --features metrics   # with a Prometheus recorder
 //! ```
 //!
 //! Under `PROBE=1` each round also runs `common/probe.rs`, the smallest pool that does the job
-//! (one mutex, an idle `Vec`, a FIFO of waiter slots, no timeouts, stamps or statistics), and
-//! a row gives its time over the floor's: the distance between it and ours is what our
-//! features cost.
+//! (one mutex, an idle `Vec`, a FIFO of waiter slots, no timeouts, stamps or statistics), bare
+//! and with our pool's hot-path features added one level at a time (stamps and counts,
+//! recycled slots, tickets and deadlines, the looks at a connection), and a row gives each
+//! one's time over the floor's: the distance from one level to the next is what that feature
+//! costs, and the distance from the last to ours is what the rest of our pool costs. Under
+//! `ONLY_OURS=1`, `PROBE=<level>` (0 to 4) runs that level alone, to profile it.
 //!
 //! Built with the `metrics` feature, pool-core records its metrics and this program installs
 //! the Prometheus recorder first, so the figures include what recording costs.
@@ -78,6 +81,28 @@ fn time<P: BenchPool>(rt: &Runtime, pool: &P, w: &Workload) -> f64 {
     })
 }
 
+/// [`time`] for the probe at `level` (see `common/probe.rs`).
+fn time_probe(
+    rt: &Runtime,
+    level: usize,
+    probes: (
+        &probe::Probe<0>,
+        &probe::Probe<1>,
+        &probe::Probe<2>,
+        &probe::Probe<3>,
+        &probe::Probe<4>,
+    ),
+    w: &Workload,
+) -> f64 {
+    match level {
+        0 => time(rt, probes.0, w),
+        1 => time(rt, probes.1, w),
+        2 => time(rt, probes.2, w),
+        3 => time(rt, probes.3, w),
+        _ => time(rt, probes.4, w),
+    }
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
@@ -101,6 +126,11 @@ fn main() {
     let only_ours = std::env::var_os("ONLY_OURS").is_some();
     // PROBE=1: the featureless probe pool runs too (last in each round).
     let with_probe = std::env::var_os("PROBE").is_some();
+    // Under ONLY_OURS, PROBE=<level> picks the probe's level (0 to 4; 0 if not a number).
+    let probe_level: usize = std::env::var("PROBE")
+        .ok()
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(0);
     let workloads = [
         Workload {
             id: "A",
@@ -175,12 +205,18 @@ fn main() {
         let floor = rt.block_on(build_floor(w.size));
         let ours = rt.block_on(build_ours(w.size, w.size, Duration::ZERO));
         let dp = rt.block_on(build_deadpool(w.size, w.size, Duration::ZERO));
-        let pr = probe::Probe::new(w.size);
+        let pr = probe::Probe::<0>::new(w.size);
+        let (p1, p2, p3, p4) = (
+            probe::Probe::<1>::new(w.size),
+            probe::Probe::<2>::new(w.size),
+            probe::Probe::<3>::new(w.size),
+            probe::Probe::<4>::new(w.size),
+        );
         // Warm-up round, not counted (ours only under ONLY_OURS, so a profile holds no other
         // pool's samples).
         // Under ONLY_OURS and PROBE both, the probe stands in for ours.
         if only_ours && with_probe {
-            time(&rt, &pr, w);
+            time_probe(&rt, probe_level, (&pr, &p1, &p2, &p3, &p4), w);
         } else if only_ours {
             time(&rt, &ours, w);
         } else {
@@ -189,13 +225,18 @@ fn main() {
             time(&rt, &dp, w);
             if with_probe {
                 time(&rt, &pr, w);
+                time(&rt, &p1, w);
+                time(&rt, &p2, w);
+                time(&rt, &p3, w);
+                time(&rt, &p4, w);
             }
         }
         let (mut f, mut o, mut d, mut of, mut dr) = (vec![], vec![], vec![], vec![], vec![]);
         let mut pf = vec![];
+        let mut levels = [vec![], vec![], vec![], vec![]];
         for _ in 0..rounds {
             if only_ours && with_probe {
-                o.push(time(&rt, &pr, w));
+                o.push(time_probe(&rt, probe_level, (&pr, &p1, &p2, &p3, &p4), w));
                 continue;
             }
             if only_ours {
@@ -212,6 +253,10 @@ fn main() {
             dr.push(td / to);
             if with_probe {
                 pf.push(time(&rt, &pr, w) / tf);
+                levels[0].push(time(&rt, &p1, w) / tf);
+                levels[1].push(time(&rt, &p2, w) / tf);
+                levels[2].push(time(&rt, &p3, w) / tf);
+                levels[3].push(time(&rt, &p4, w) / tf);
             }
         }
         if only_ours {
@@ -229,7 +274,15 @@ fn main() {
             median(dr)
         );
         if with_probe {
-            println!("|   probe/floor {:.2} | | | | | |", median(pf));
+            let [l1, l2, l3, l4] = levels;
+            println!(
+                "|   probe/floor {:.2}; with stamps and counts {:.2}, + recycled slots {:.2}, + tickets and deadlines {:.2}, + connection looks {:.2} | | | | | |",
+                median(pf),
+                median(l1),
+                median(l2),
+                median(l3),
+                median(l4)
+            );
         }
     }
 }
