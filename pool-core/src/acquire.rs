@@ -135,36 +135,36 @@ pub(crate) fn acquire<'a, M: Manager>(
                         .await?
                 }
             };
-            let ready = match ready(shared, links, conn, at, from_idle, caller) {
-                Ok(ready) => ready,
-                Err(Unprepared(obj, check, start)) => {
-                    Box::pin(prepare(shared, obj, check, start)).await
-                }
-            };
-            let (obj, end) = match ready {
-                Ready::Out(obj, end) => (obj, end),
-                Ready::Dead => {
+            // The common outcome is the bare guard, with nothing to run: it is moved once.
+            let (obj, end) = match ready(shared, links, conn, at, from_idle, caller) {
+                Ok(obj) => (obj, at.map(|t| (t, t))),
+                Err(NotOut::Dead) => {
                     // Counted as a request already: it comes back as the same one.
                     entry
                         .get_or_insert_with(|| Entry::new(shared, timer))
                         .arrival = Arrival::Again { ticket: None };
                     continue;
                 }
-                Ready::FailedCheck { start, end } => {
-                    let entry = entry.get_or_insert_with(|| Entry::new(shared, timer));
-                    let since = *entry.since.get_or_insert(start);
-                    if timer
-                        .limit()
-                        .is_some_and(|t| end >= shared.clock.deadline(since, t))
-                    {
-                        let mut st = shared.state.lock();
-                        st.count_timeout();
-                        return Err(st.timeout_error(since, end));
+                Err(NotOut::Unprepared(obj, check, start)) => {
+                    match Box::pin(prepare(shared, obj, check, start)).await {
+                        Prepared::Out(obj, end) => (obj, Some(end)),
+                        Prepared::Failed { start, end } => {
+                            let entry = entry.get_or_insert_with(|| Entry::new(shared, timer));
+                            let since = *entry.since.get_or_insert(start);
+                            if timer
+                                .limit()
+                                .is_some_and(|t| end >= shared.clock.deadline(since, t))
+                            {
+                                let mut st = shared.state.lock();
+                                st.count_timeout();
+                                return Err(st.timeout_error(since, end));
+                            }
+                            entry.arrival = Arrival::Again {
+                                ticket: entry.ticket,
+                            };
+                            continue;
+                        }
                     }
-                    entry.arrival = Arrival::Again {
-                        ticket: entry.ticket,
-                    };
-                    continue;
                 }
             };
             // A caller that neither queued nor waited for a check or a hook has nothing to report.
@@ -192,22 +192,23 @@ pub(crate) fn acquire<'a, M: Manager>(
     }
 }
 
-/// What became of a connection a caller got.
-enum Ready<M: Manager> {
-    /// Checked out, with when its checkout began and ended: around the health check or the
-    /// hook if one ran, else the hand-off that ended its wait; `None` for the fast path (no
-    /// wait).
-    Out(Object<M>, Option<(Instant, Instant)>),
+/// What became of a connection a caller got, when it is not checked out at once.
+enum NotOut<M: Manager> {
     /// Found dead by `has_broken` (taken from the idle list) or by `retain`, and released.
     Dead,
-    /// Failed or timed out its health check or hook (begun at `start`, ended at `end`) and
-    /// released.
-    FailedCheck { start: Instant, end: Instant },
+    /// It still has its health check or `before_checkout` hook to run ([`prepare`]): the
+    /// guard, whether to check, and when the checkout began.
+    Unprepared(Object<M>, bool, Instant),
 }
 
-/// A checkout that still has its health check or `before_checkout` hook to run
-/// ([`prepare`]): the guard, whether to check, and when the checkout began.
-struct Unprepared<M: Manager>(Object<M>, bool, Instant);
+/// What [`prepare`] made of a checkout.
+enum Prepared<M: Manager> {
+    /// Checked out, with when its checkout began and ended (around the check and the hook).
+    Out(Object<M>, (Instant, Instant)),
+    /// Failed or timed out its health check or hook (begun at `start`, ended at `end`) and
+    /// released.
+    Failed { start: Instant, end: Instant },
+}
 
 /// Turns a connection a caller got into a checkout: a cheap look first if it comes from the
 /// idle list (where connections can die unseen), the bookkeeping, and the health check and
@@ -224,10 +225,10 @@ fn ready<M: Manager>(
     at: Option<Instant>,
     from_idle: bool,
     caller: &'static Location<'static>,
-) -> Result<Ready<M>, Unprepared<M>> {
+) -> Result<Object<M>, NotOut<M>> {
     if !shared.retained(&mut conn) {
         shared.release(conn, Outcome::Discarded);
-        return Ok(Ready::Dead);
+        return Err(NotOut::Dead);
     }
     if from_idle {
         match shared.judge(&mut conn) {
@@ -235,7 +236,7 @@ fn ready<M: Manager>(
             Ok(true) => {
                 tracing::debug!(target: "pool_core", "idle connection found broken at checkout; discarded");
                 shared.release(conn, Outcome::Lost);
-                return Ok(Ready::Dead);
+                return Err(NotOut::Dead);
             }
             Err(panic) => {
                 shared.release(conn, Outcome::Lost);
@@ -254,9 +255,9 @@ fn ready<M: Manager>(
     // Asked with the connection already in its guard: a panic here returns it.
     let check = by_policy || shared.manager.needs_check(obj.conn_mut());
     if !check && shared.hooks.before_checkout.is_none() {
-        return Ok(Ready::Out(obj, at.map(|t| (t, t))));
+        return Ok(obj);
     }
-    Err(Unprepared(obj, check, now))
+    Err(NotOut::Unprepared(obj, check, now))
 }
 
 /// The health check (if `check`) and the `before_checkout` hook (if set) on a checkout begun
@@ -266,7 +267,7 @@ async fn prepare<M: Manager>(
     mut obj: Object<M>,
     check: bool,
     start: Instant,
-) -> Ready<M> {
+) -> Prepared<M> {
     if check {
         obj.checking = true;
         let limit = shared.config.check_timeout;
@@ -277,7 +278,7 @@ async fn prepare<M: Manager>(
             Ok(Err(e)) => {
                 tracing::info!(target: "pool_core", error = %e, "health check failed; connection discarded");
                 Object::lose(obj);
-                return Ready::FailedCheck {
+                return Prepared::Failed {
                     start,
                     end: rt::now(),
                 };
@@ -285,7 +286,7 @@ async fn prepare<M: Manager>(
             Err(_) => {
                 tracing::info!(target: "pool_core", timeout_ms = millis(limit), "health check timed out; connection discarded");
                 Object::lose(obj);
-                return Ready::FailedCheck {
+                return Prepared::Failed {
                     start,
                     end: rt::now(),
                 };
@@ -307,7 +308,7 @@ async fn prepare<M: Manager>(
             Ok(Err(e)) => {
                 tracing::info!(target: "pool_core", error = %e, "before_checkout hook failed; connection discarded");
                 Object::discard(obj);
-                return Ready::FailedCheck {
+                return Prepared::Failed {
                     start,
                     end: rt::now(),
                 };
@@ -315,14 +316,14 @@ async fn prepare<M: Manager>(
             Err(_) => {
                 tracing::info!(target: "pool_core", timeout_ms = millis(limit), "before_checkout hook timed out; connection discarded");
                 Object::discard(obj);
-                return Ready::FailedCheck {
+                return Prepared::Failed {
                     start,
                     end: rt::now(),
                 };
             }
         }
     }
-    Ready::Out(obj, Some((start, rt::now())))
+    Prepared::Out(obj, (start, rt::now()))
 }
 
 /// `try_get()`: an idle connection if one is free and nobody is queued, else `None` at once
@@ -341,17 +342,19 @@ pub(crate) async fn try_acquire<M: Manager>(
         let Some(conn) = taken? else {
             return Ok(None);
         };
-        let ready = match ready(shared, links, conn, None, true, caller) {
-            Ok(ready) => ready,
-            Err(Unprepared(obj, check, start)) => {
-                Box::pin(prepare(shared, obj, check, start)).await
+        let obj = match ready(shared, links, conn, None, true, caller) {
+            Ok(obj) => obj,
+            Err(NotOut::Dead) => continue,
+            Err(NotOut::Unprepared(obj, check, start)) => {
+                match Box::pin(prepare(shared, obj, check, start)).await {
+                    Prepared::Out(obj, _) => obj,
+                    Prepared::Failed { .. } => continue,
+                }
             }
         };
-        if let Ready::Out(obj, _) = ready {
-            #[cfg(feature = "metrics")]
-            shared.metrics.checked_out_at_once();
-            return Ok(Some(obj));
-        }
+        #[cfg(feature = "metrics")]
+        shared.metrics.checked_out_at_once();
+        return Ok(Some(obj));
     }
 }
 
