@@ -215,8 +215,10 @@ enum Prepared<M: Manager> {
 /// the `before_checkout` hook when they apply. `at` is when the caller got it if that is
 /// known already (a hand-off); else one stamp is taken here.
 ///
-/// Synchronous up to the check or hook: `Err` with what [`prepare`] has to finish, so a
-/// checkout without either builds no `prepare` future.
+/// Synchronous up to the check or hook: `Ok` with the guard when neither applies (the common
+/// case, so the guard alone is moved out), `Err` if the connection was found dead (and released)
+/// or with what [`prepare`] has to finish, so a checkout without either builds no `prepare`
+/// future.
 #[inline]
 fn ready<M: Manager>(
     shared: &Arc<Shared<M>>,
