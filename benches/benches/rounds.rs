@@ -81,6 +81,16 @@ fn time<P: BenchPool>(rt: &Runtime, pool: &P, w: &Workload) -> f64 {
     })
 }
 
+/// The probe's level from `PROBE` under `ONLY_OURS`: 0 to 4.
+fn probe_level(value: &std::ffi::OsStr) -> Result<usize, String> {
+    match value.to_str().and_then(|v| v.trim().parse::<usize>().ok()) {
+        Some(level) if level <= 4 => Ok(level),
+        _ => Err(format!(
+            "PROBE={value:?}: under ONLY_OURS, PROBE picks the probe's level to run alone, a number from 0 to 4"
+        )),
+    }
+}
+
 /// [`time`] for the probe at `level` (see `common/probe.rs`).
 fn time_probe(
     rt: &Runtime,
@@ -99,7 +109,8 @@ fn time_probe(
         1 => time(rt, probes.1, w),
         2 => time(rt, probes.2, w),
         3 => time(rt, probes.3, w),
-        _ => time(rt, probes.4, w),
+        4 => time(rt, probes.4, w),
+        _ => unreachable!("probe_level checks the level"),
     }
 }
 
@@ -124,13 +135,20 @@ fn main() {
     let only = std::env::var("BENCH_WORKLOADS").ok();
     // ONLY_OURS=1: our pool alone, for profiling.
     let only_ours = std::env::var_os("ONLY_OURS").is_some();
-    // PROBE=1: the featureless probe pool runs too (last in each round).
+    // PROBE=1: the probe pool, bare and at every level, runs too (last in each round).
     let with_probe = std::env::var_os("PROBE").is_some();
-    // Under ONLY_OURS, PROBE=<level> picks the probe's level (0 to 4; 0 if not a number).
-    let probe_level: usize = std::env::var("PROBE")
-        .ok()
-        .and_then(|l| l.parse().ok())
-        .unwrap_or(0);
+    // Under ONLY_OURS, PROBE=<level> picks the one level of the probe that runs.
+    let probe_level = if only_ours && with_probe {
+        match probe_level(&std::env::var_os("PROBE").unwrap_or_default()) {
+            Ok(level) => level,
+            Err(e) => {
+                eprintln!("{e}");
+                std::process::exit(2);
+            }
+        }
+    } else {
+        0
+    };
     let workloads = [
         Workload {
             id: "A",
@@ -260,7 +278,12 @@ fn main() {
             }
         }
         if only_ours {
-            println!("| {}: ours only | | {} | | | |", w.id, fmt_ns(median(o)));
+            let alone = if with_probe {
+                format!("probe at level {probe_level} only")
+            } else {
+                "ours only".to_owned()
+            };
+            println!("| {}: {alone} | | {} | | | |", w.id, fmt_ns(median(o)));
             continue;
         }
         println!(
