@@ -129,10 +129,8 @@ pub(crate) fn acquire<'a, M: Manager>(
                     from_idle: true,
                 },
                 None => {
-                    entry
-                        .get_or_insert_with(|| Entry::new(shared, timer))
-                        .next()
-                        .await?
+                    let entry = entry.get_or_insert_with(|| Entry::new(shared, timer));
+                    poll_fn(|cx| entry.poll_next(cx)).await?
                 }
             };
             // The common outcome is the bare guard, with nothing to run: it is moved once.
@@ -426,28 +424,26 @@ impl<'a, M: Manager> Entry<'a, M> {
         }
     }
 
-    /// The next connection for this caller (with the moment it got it), or the error that
-    /// ends its wait.
-    async fn next(&mut self) -> Next<M> {
-        poll_fn(|cx| {
-            let span = self.span.clone();
-            let _entered = span.as_ref().map(tracing::Span::enter);
-            if let Poll::Ready(r) = self.poll_seat(cx) {
-                return Poll::Ready(r);
-            }
-            if let (Timer::Own(t), Some(since)) = (self.timer, self.since) {
-                let timer = self.own_timer.get_or_insert_with(|| {
-                    Box::pin(rt::sleep_until(self.shared.clock.deadline(since, t)))
-                });
-                if timer.as_mut().poll(cx).is_ready() {
-                    if let Some(r) = self.time_out() {
-                        return Poll::Ready(r);
-                    }
+    /// Polls for the next connection for this caller (with the moment it got it), or the
+    /// error that ends its wait. Polled straight from `acquire`'s `poll_fn`, with no future of
+    /// its own in between, so the result is moved once less.
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Next<M>> {
+        let span = self.span.clone();
+        let _entered = span.as_ref().map(tracing::Span::enter);
+        if let Poll::Ready(r) = self.poll_seat(cx) {
+            return Poll::Ready(r);
+        }
+        if let (Timer::Own(t), Some(since)) = (self.timer, self.since) {
+            let timer = self.own_timer.get_or_insert_with(|| {
+                Box::pin(rt::sleep_until(self.shared.clock.deadline(since, t)))
+            });
+            if timer.as_mut().poll(cx).is_ready() {
+                if let Some(r) = self.time_out() {
+                    return Poll::Ready(r);
                 }
             }
-            Poll::Pending
-        })
-        .await
+        }
+        Poll::Pending
     }
 
     fn poll_seat(&mut self, cx: &mut Context<'_>) -> Poll<Next<M>> {

@@ -241,6 +241,7 @@ impl Clock {
 
     /// How far a stamp may trail [`now`]: two ticks of the coarse clock (one for its
     /// resolution, one for a late update), or zero when stamps are exact.
+    #[inline]
     pub(crate) fn lag(&self) -> Duration {
         #[cfg(target_os = "linux")]
         if let Some(c) = self.coarse() {

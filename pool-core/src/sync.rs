@@ -77,6 +77,7 @@ pub(crate) const SHARDS: usize = 4;
 
 /// This thread's shard, given round-robin the first time it asks (so a runtime's few worker
 /// threads get different shards), then fixed.
+#[inline]
 pub(crate) fn thread_shard() -> usize {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     thread_local! {

@@ -120,6 +120,7 @@ impl<T> Waiters<T> {
         since: Instant,
         deadline: Option<Instant>,
     ) -> Queued<T> {
+        let again = ticket.is_some();
         let (ticket, deadline) = match ticket {
             Some(t) => (t, deadline),
             None => {
@@ -146,8 +147,10 @@ impl<T> Waiters<T> {
             since,
             seat: Some(seat),
         };
+        // A new ticket is the highest issued: it goes at the back without a look at the
+        // place there (a line the last hand-off or arrival may have written on another core).
         match self.queue.back() {
-            Some(last) if last.ticket > ticket => {
+            Some(last) if again && last.ticket > ticket => {
                 let at = self.queue.partition_point(|p| p.ticket < ticket);
                 self.queue.insert(at, place);
             }
