@@ -522,12 +522,17 @@ impl<'a, M: Manager> Entry<'a, M> {
                 self.ticket = Some(queued.ticket);
                 if self.span.is_none() {
                     // Only a caller that waits gets a span: the fast path stays free of it.
-                    self.span = Some(tracing::debug_span!(
+                    // One no subscriber wants is not kept: every poll would enter it for
+                    // nothing.
+                    let span = tracing::debug_span!(
                         target: "pool_core",
                         "pool.wait",
                         pool = %shared.name,
                         waited_ms = tracing::field::Empty,
-                    ));
+                    );
+                    if !span.is_disabled() {
+                        self.span = Some(span);
+                    }
                 }
                 if wake_connector {
                     shared.signals.connector.notify_one();
