@@ -151,23 +151,26 @@ struct Full {
 
 #[repr(C)]
 pub(crate) struct State<C, E> {
-    // Declared hot first (`repr(C)` keeps the order): what every checkout and return touch
-    // sits in the lock's cache line (`sync::Mutex` is line-aligned) and the one after it, so a
-    // transition pulls as few lines from the other cores as it can
-    // (`hot_fields_share_the_locks_two_lines` keeps it so).
-    closed: bool,
-    last_error_fatal: bool,
-    size: usize,
-    max_size: usize,
-    idle: VecDeque<Conn<C>>,
-    /// `Stats::requests_num`, `Stats::usage_ms` and `Stats::requests_wait_ms` (the two
-    /// durations in microseconds, so holds and waits shorter than a millisecond add up), the
-    /// counters every checkout, return and hand-off add to, kept beside the idle list and the
-    /// queue rather than with the rest of the statistics a few cache lines on: a hand-off
-    /// then writes only the lock's two lines (the queue's next ticket and latest deadline,
-    /// which only an arrival writes, are on the third).
+    // Declared hot first (`repr(C)` keeps the order; `hot_fields_share_the_locks_two_lines`
+    // keeps it so). The lock's own cache line (`sync::Mutex` is line-aligned) holds what every
+    // checkout and return *write*: the counters and the idle list. The next line holds what
+    // they only read while nobody queues (`closed`, the ceiling, the queue's count), which
+    // both cores can then keep a copy of: a checkout or return with nobody queued moves one
+    // line between cores, not two. A hand-off also writes the second (the queue's front and
+    // `wait_us`).
+    /// `Stats::requests_num` and `Stats::usage_ms` (in microseconds, so holds shorter than a
+    /// millisecond add up), the counters every checkout and return add to, kept beside the
+    /// idle list rather than with the rest of the statistics a few cache lines on.
     requests_num: u64,
     usage_us: u64,
+    idle: VecDeque<Conn<C>>,
+    size: usize,
+    closed: bool,
+    last_error_fatal: bool,
+    max_size: usize,
+    /// `Stats::requests_wait_ms`, in microseconds: every hand-off adds to it, beside the
+    /// queue's front (the queue's next ticket and latest deadline, which only an arrival
+    /// writes, are on the third line).
     wait_us: u64,
     waiters: Waiters<Handed<C, E>>,
     /// When the timer task next looks at the queue (`None`: it is not sleeping on a deadline).
@@ -1716,9 +1719,10 @@ mod tests {
         assert_eq!(st.stats().connections_closed, 2);
     }
 
-    /// The fields every checkout, return and hand-off touch under the lock sit in two cache
-    /// lines: the lock's own (the lock word, `closed`, the sizes, the idle list) and the next
-    /// (the three hot counters and the front of the queue), with `Mutex` aligned to a line.
+    /// What every checkout and return write under the lock sits in the lock's own cache line
+    /// (the lock word, the two hot counters, the idle list, the size); what they only read
+    /// while nobody queues, and what a hand-off writes, in the next (`closed`, the ceiling,
+    /// the wait counter, the front of the queue), with `Mutex` aligned to a line.
     #[test]
     fn hot_fields_share_the_locks_two_lines() {
         use std::mem::{offset_of, size_of};
@@ -1734,20 +1738,20 @@ mod tests {
         let at = |offset: usize| data + offset;
         let end = |offset: usize, size: usize| at(offset) + size;
         for (field, offset, size) in [
-            ("closed", offset_of!(St, closed), 1),
-            ("size", offset_of!(St, size), 8),
-            ("max_size", offset_of!(St, max_size), 8),
+            ("requests_num", offset_of!(St, requests_num), 8),
+            ("usage_us", offset_of!(St, usage_us), 8),
             (
                 "idle",
                 offset_of!(St, idle),
                 size_of::<VecDeque<Conn<u32>>>(),
             ),
+            ("size", offset_of!(St, size), 8),
         ] {
             assert!(end(offset, size) <= 64, "{field} leaves the lock's line");
         }
         for (field, offset, size) in [
-            ("requests_num", offset_of!(St, requests_num), 8),
-            ("usage_us", offset_of!(St, usage_us), 8),
+            ("closed", offset_of!(St, closed), 1),
+            ("max_size", offset_of!(St, max_size), 8),
             ("wait_us", offset_of!(St, wait_us), 8),
             (
                 "the queue's front",
