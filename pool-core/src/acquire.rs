@@ -59,10 +59,9 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tracing::Instrument;
-
 use crate::config::CheckPolicy;
 use crate::error::PoolError;
+use crate::hooks::Stage;
 use crate::manager::Manager;
 use crate::object::Object;
 use crate::rt::{self, Instant};
@@ -254,7 +253,7 @@ fn ready<M: Manager>(
     let mut obj = Object::new(links.pick(), conn);
     // Asked with the connection already in its guard: a panic here returns it.
     let check = by_policy || shared.manager.needs_check(obj.conn_mut());
-    if !check && shared.hooks.before_checkout.is_none() {
+    if !check && !shared.hooks.has(Stage::BeforeCheckout) {
         return Ok(obj);
     }
     Err(NotOut::Unprepared(obj, check, now))
@@ -293,34 +292,27 @@ async fn prepare<M: Manager>(
             }
         }
     }
-    if let Some(hook) = &shared.hooks.before_checkout {
-        // Cancelled or panicking mid-hook: `checking` has the guard discard the connection.
+    if shared.hooks.has(Stage::BeforeCheckout) {
+        // Cancelled mid-hook: `checking` has the guard discard the connection.
         obj.checking = true;
         let info = obj.info();
-        let limit = shared.config.hook_timeout;
-        let span = tracing::debug_span!(target: "pool_core", "pool.before_checkout", pool = %shared.name, conn = info.id);
-        let ran = rt::timeout(limit, hook(obj.conn_mut(), &info))
-            .instrument(span)
+        let ran = shared
+            .hooks
+            .run(
+                Stage::BeforeCheckout,
+                &shared.name,
+                shared.config.hook_timeout,
+                obj.conn_mut(),
+                &info,
+            )
             .await;
         obj.checking = false;
-        match ran {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                tracing::info!(target: "pool_core", error = %e, "before_checkout hook failed; connection discarded");
-                Object::discard(obj);
-                return Prepared::Failed {
-                    start,
-                    end: rt::now(),
-                };
-            }
-            Err(_) => {
-                tracing::info!(target: "pool_core", timeout_ms = millis(limit), "before_checkout hook timed out; connection discarded");
-                Object::discard(obj);
-                return Prepared::Failed {
-                    start,
-                    end: rt::now(),
-                };
-            }
+        if ran.is_err() {
+            Object::discard(obj);
+            return Prepared::Failed {
+                start,
+                end: rt::now(),
+            };
         }
     }
     Prepared::Out(obj, (start, rt::now()))
@@ -334,6 +326,7 @@ pub(crate) async fn try_acquire<M: Manager>(
     links: &Links<M>,
     caller: &'static Location<'static>,
 ) -> Result<Option<Object<M>>, PoolError<M::Error>> {
+    shared.ensure_running();
     loop {
         let (taken, wake_connector) = shared.state.lock().try_admit();
         if wake_connector {
@@ -393,7 +386,7 @@ type Next<M> = Result<Got<<M as Manager>::Connection>, PoolError<<M as Manager>:
 
 /// A caller's place in the pool: not queued (`seat: None`), or waiting in a seat.
 struct Entry<'a, M: Manager> {
-    shared: &'a Shared<M>,
+    shared: &'a Arc<Shared<M>>,
     timer: Timer,
     /// Its seat while queued, with the ticket its place in line is found by.
     seat: Option<(WaitSeat<M>, u64)>,
@@ -411,7 +404,7 @@ struct Entry<'a, M: Manager> {
 }
 
 impl<'a, M: Manager> Entry<'a, M> {
-    fn new(shared: &'a Shared<M>, timer: Timer) -> Self {
+    fn new(shared: &'a Arc<Shared<M>>, timer: Timer) -> Self {
         Entry {
             shared,
             timer,
@@ -433,6 +426,9 @@ impl<'a, M: Manager> Entry<'a, M> {
         if let Poll::Ready(r) = self.poll_seat(cx) {
             return Poll::Ready(r);
         }
+        // Queued: the background tasks that serve and time out the queue must be running
+        // (they die with the runtime they ran on; see `background.rs`).
+        self.shared.ensure_running();
         if let (Timer::Own(t), Some(since)) = (self.timer, self.since) {
             let timer = self.own_timer.get_or_insert_with(|| {
                 Box::pin(rt::sleep_until(self.shared.clock.deadline(since, t)))

@@ -12,20 +12,20 @@
 //! connect like any other (its error, [`ConnectError::Panicked`], carries the message). After a failure the next attempt waits
 //! for a full-jitter exponential backoff.
 
-use std::future::{poll_fn, Future};
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::pin::pin;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
-use std::task::Poll;
 
 use tracing::Instrument;
 
+use crate::background::Abandon;
 use crate::error::ConnectError;
+use crate::hooks::Stage;
 use crate::manager::Manager;
 use crate::rt;
-use crate::shared::{panic_message, Shared, Signals};
+use crate::shared::{Shared, Signals};
 use crate::state::{Approval, Next};
+use crate::stats::ConnectionInfo;
+use crate::unwind::{catch_panic, close_quietly};
 
 pub(crate) async fn run<M: Manager>(pool: Weak<Shared<M>>, signals: Arc<Signals>) {
     loop {
@@ -58,10 +58,14 @@ pub(crate) async fn run<M: Manager>(pool: Weak<Shared<M>>, signals: Arc<Signals>
 
 async fn connect_one<M: Manager>(shared: Arc<Shared<M>>, approval: Approval) {
     let span = tracing::debug_span!(target: "pool_core", "pool.connect", pool = %shared.name);
-    connect_and_settle(shared, approval).instrument(span).await
+    // Held until the outcome settles the approval: a task dropped mid-connect (its runtime
+    // shut down) gives the approval back.
+    let guard = Abandon::new(shared, approval);
+    connect_and_settle(guard).instrument(span).await
 }
 
-async fn connect_and_settle<M: Manager>(shared: Arc<Shared<M>>, approval: Approval) {
+async fn connect_and_settle<M: Manager>(mut guard: Abandon<M>) {
+    let shared = Arc::clone(&guard.shared);
     let started = rt::now();
     let limit = shared.config.connect_timeout;
     let result = match rt::timeout(limit, catch_panic(shared.manager.connect())).await {
@@ -70,52 +74,35 @@ async fn connect_and_settle<M: Manager>(shared: Arc<Shared<M>>, approval: Approv
         Ok(Err(message)) => Err(ConnectError::Panicked(message)),
         Err(_) => Err(ConnectError::TimedOut(limit)),
     };
-    let result = match (result, &shared.hooks.after_connect) {
-        (Ok(mut conn), Some(hook)) => {
-            let hook_limit = shared.config.hook_timeout;
-            let span = tracing::debug_span!(target: "pool_core", "pool.after_connect", pool = %shared.name);
-            match rt::timeout(hook_limit, catch_panic(hook(&mut conn)))
-                .instrument(span)
-                .await
-            {
-                Ok(Ok(Ok(()))) => Ok(conn),
-                failed => {
-                    let why: Arc<str> = match failed {
-                        Ok(Ok(Err(e))) => format!("failed: {e}").into(),
-                        Ok(Err(message)) => format!("panicked: {message}").into(),
-                        _ => format!("timed out after {hook_limit:?}").into(),
-                    };
-                    close_quietly_raw(conn);
-                    Err(ConnectError::Hook(why))
+    let result = match result {
+        Ok(mut conn) if shared.hooks.has(Stage::AfterConnect) => {
+            let now = rt::now().to_tokio();
+            // Not numbered yet: the pool numbers it when it is settled.
+            let info = ConnectionInfo {
+                id: 0,
+                created: now,
+                last_used: now,
+                uses: 0,
+            };
+            let ran = shared
+                .hooks
+                .run(
+                    Stage::AfterConnect,
+                    &shared.name,
+                    shared.config.hook_timeout,
+                    &mut conn,
+                    &info,
+                )
+                .await;
+            match ran {
+                Ok(()) => Ok(conn),
+                Err(why) => {
+                    close_quietly(conn);
+                    Err(ConnectError::Hook(why.to_string().into()))
                 }
             }
         }
-        (result, _) => result,
+        result => result,
     };
-    shared.connect_done(approval, result, started);
-}
-
-/// Closes a connection the pool never counted; a panic in its `Drop` is logged.
-fn close_quietly_raw<C>(conn: C) {
-    if let Err(panic) = catch_unwind(AssertUnwindSafe(move || drop(conn))) {
-        tracing::warn!(
-            target: "pool_core",
-            panic = %panic_message(&*panic),
-            "a connection panicked while the pool closed it"
-        );
-    }
-}
-
-/// Runs `fut`, turning a panic in it into `Err` with the panic's message, so the approval is
-/// always settled and the connector carries on.
-pub(crate) async fn catch_panic<F: Future>(fut: F) -> Result<F::Output, Arc<str>> {
-    let mut fut = pin!(fut);
-    poll_fn(
-        |cx| match catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
-            Ok(Poll::Pending) => Poll::Pending,
-            Ok(Poll::Ready(out)) => Poll::Ready(Ok(out)),
-            Err(panic) => Poll::Ready(Err(Arc::from(panic_message(&*panic)))),
-        },
-    )
-    .await
+    shared.connect_done(guard.take(), result, started);
 }

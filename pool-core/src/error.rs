@@ -50,6 +50,7 @@ impl<E> PoolError<E> {
 
 /// Details of a [`PoolError::Timeout`].
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct TimeoutError<E> {
     /// How long the caller waited.
     pub waited: Duration,
@@ -58,6 +59,53 @@ pub struct TimeoutError<E> {
     /// The most recent connect failure since the last successful connect, if any: usually the
     /// reason the pool could not grow.
     pub last_connect_error: Option<ConnectError<E>>,
+    /// Why no connect was in flight when the wait ended, if none was: what kept the pool from
+    /// growing. `None` while a connect was under way (or the pool had no reason to grow).
+    pub stalled: Option<Stalled>,
+}
+
+/// Why a pool was not opening a connection when a wait timed out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Stalled {
+    /// Every connection up to `max_size` was open (and in use): the pool could not grow.
+    AtCeiling,
+    /// The server refused connects for being full: the ceiling is lowered to `ceiling`
+    /// while the pool probes for room.
+    ServerFull {
+        /// The lowered ceiling.
+        ceiling: usize,
+    },
+    /// Backing off after failed connects; the next attempt in `retry_in`.
+    BackingOff {
+        /// Time left until the next connect attempt.
+        retry_in: Duration,
+    },
+    /// The pool is closed.
+    Closed,
+    /// No background connector was running: it has not been started on a runtime yet, or it
+    /// died with the runtime it ran on. The next `get()` on a live runtime starts it again.
+    NoBackgroundTask,
+}
+
+impl fmt::Display for Stalled {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Stalled::AtCeiling => f.write_str("the pool is at max_size"),
+            Stalled::ServerFull { ceiling } => write!(
+                f,
+                "at the lowered ceiling ({ceiling}), probing the full server for room one connection at a time"
+            ),
+            Stalled::BackingOff { retry_in } => write!(
+                f,
+                "backing off after failed connects, next attempt in {retry_in:?}"
+            ),
+            Stalled::Closed => f.write_str("the pool is closed"),
+            Stalled::NoBackgroundTask => f.write_str(
+                "no background connector is running (its runtime shut down, or none started it yet)",
+            ),
+        }
+    }
 }
 
 /// Why the pool's background connector failed to open a connection.
@@ -110,6 +158,9 @@ impl<E: fmt::Display> fmt::Display for TimeoutError<E> {
             write!(f, "; ceiling lowered to {}: the server is full", s.ceiling)?;
         }
         f.write_str(")")?;
+        if let Some(why) = &self.stalled {
+            write!(f, "; nothing connecting: {why}")?;
+        }
         match &self.last_connect_error {
             Some(e) => write!(f, "; last connect error: {e}"),
             None => Ok(()),
@@ -162,7 +213,8 @@ pub enum ConfigError {
         /// What was expected.
         reason: String,
     },
-    /// `build()` was called outside a Tokio runtime, so the pool's background tasks cannot run.
+    /// Kept for compatibility; no longer returned: a pool is built outside a runtime as well
+    /// as inside one, and its background tasks start on the first runtime that uses it.
     NoRuntime,
 }
 

@@ -76,6 +76,7 @@
 //! | `error.rs`, `stats.rs` | errors that carry the pool's status; `status()` and `stats()` |
 
 mod acquire;
+mod background;
 mod config;
 mod connector;
 mod env;
@@ -97,11 +98,12 @@ mod slab;
 mod state;
 mod stats;
 mod sync;
+mod unwind;
 mod waiters;
 
 pub use config::{CheckPolicy, Config, QueueMode};
 pub use env::{EnvVar, ENV_VARS};
-pub use error::{ConfigError, ConnectError, PoolError, TimeoutError};
+pub use error::{ConfigError, ConnectError, PoolError, Stalled, TimeoutError};
 pub use hooks::{HookError, HookFuture};
 pub use manager::{ErrorClass, Manager};
 #[cfg(feature = "metrics")]

@@ -5,10 +5,12 @@ use std::ops::{Deref, DerefMut};
 use std::panic::resume_unwind;
 use std::sync::Arc;
 
+use crate::hooks::Stage;
 use crate::manager::Manager;
-use crate::shared::{panic_message, Link, Shared};
+use crate::shared::{Link, Shared};
 use crate::state::{Conn, Outcome};
 use crate::stats::ConnectionInfo;
+use crate::unwind::panic_message;
 
 /// A connection checked out of a [`Pool`](crate::Pool). Derefs to the connection; goes back to
 /// the pool when dropped (synchronously, without spawning, also outside a runtime).
@@ -113,7 +115,7 @@ impl<M: Manager> Drop for Object<M> {
         }
         match self.shared.judge(&mut conn) {
             Ok(true) => self.shared.release(conn, Outcome::Broken),
-            Ok(false) if self.shared.hooks.after_return.is_some() => {
+            Ok(false) if self.shared.hooks.has(Stage::AfterReturn) => {
                 Shared::after_return(&self.shared, conn)
             }
             Ok(false) => self.shared.release(conn, Outcome::Healthy),

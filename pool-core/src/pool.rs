@@ -10,12 +10,12 @@ use std::time::Duration;
 use crate::acquire;
 use crate::config::{CheckPolicy, Config, QueueMode};
 use crate::error::{ConfigError, PoolError};
-use crate::hooks::{HookFuture, Hooks};
+use crate::hooks::{HookFuture, Hooks, Stage};
 use crate::manager::Manager;
 use crate::object::Object;
+use crate::rt;
 use crate::shared::{Links, Shared};
 use crate::stats::{ConnectionInfo, Stats, Status};
-use crate::{connector, housekeeping, rt};
 
 /// An elastic connection pool: between `min_size` and `max_size` connections, growing on
 /// demand in the background and shrinking idle connections back to the floor.
@@ -155,6 +155,7 @@ impl<M: Manager> Pool<M> {
     /// # Cancel safety
     /// Cancel-safe: it only observes the pool.
     pub async fn wait_ready(&self, timeout: Duration) -> Result<(), PoolError<M::Error>> {
+        self.shared.ensure_running();
         let start = rt::now();
         let deadline = start + timeout;
         loop {
@@ -217,6 +218,7 @@ impl<M: Manager> Pool<M> {
             ..self.shared.config.clone()
         };
         check.validate()?;
+        self.shared.ensure_running();
         let wake_connector = self.shared.state.lock().resize(min_size, max_size);
         self.shared.signals.housekeeper.notify_one();
         if wake_connector {
@@ -400,7 +402,8 @@ impl<M: Manager> PoolBuilder<M> {
         mut self,
         hook: impl for<'a> Fn(&'a mut M::Connection) -> HookFuture<'a> + Send + Sync + 'static,
     ) -> Self {
-        self.hooks.after_connect = Some(Box::new(hook));
+        self.hooks
+            .add(Stage::AfterConnect, Box::new(move |conn, _| hook(conn)));
         self
     }
 
@@ -416,7 +419,7 @@ impl<M: Manager> PoolBuilder<M> {
             + Sync
             + 'static,
     ) -> Self {
-        self.hooks.before_checkout = Some(Box::new(hook));
+        self.hooks.add(Stage::BeforeCheckout, Box::new(hook));
         self
     }
 
@@ -433,7 +436,7 @@ impl<M: Manager> PoolBuilder<M> {
             + Sync
             + 'static,
     ) -> Self {
-        self.hooks.after_return = Some(Box::new(hook));
+        self.hooks.add(Stage::AfterReturn, Box::new(hook));
         self
     }
 
@@ -448,31 +451,25 @@ impl<M: Manager> PoolBuilder<M> {
         &self.config
     }
 
-    /// Validates the configuration and starts the pool. Returns at once: the pool opens its
+    /// Validates the configuration and builds the pool. Returns at once: the pool opens its
     /// `min_size` connections in the background (see [`Pool::wait_ready`]).
     ///
-    /// The background connector and housekeeping tasks run on the Tokio runtime this is called
-    /// in; the pool stops growing once that runtime is shut down (returning connections
-    /// still works, from any thread).
+    /// Works inside a Tokio runtime and outside one (a `static` or `LazyLock` pool). The
+    /// background connector and housekeeping tasks start on the runtime this is called in, or
+    /// on the first runtime that calls [`get`](Pool::get), [`try_get`](Pool::try_get),
+    /// [`wait_ready`](Pool::wait_ready) or [`resize`](Pool::resize); if that runtime shuts
+    /// down, the next caller from another runtime starts them again there, and a caller
+    /// already queued is woken to do so, so no `get()` waits past its deadline because a
+    /// runtime went away. Returning a connection never spawns and works from any thread.
     ///
     /// # Errors
-    /// [`ConfigError::Invalid`] naming the first invalid field and its value;
-    /// [`ConfigError::NoRuntime`] outside a Tokio runtime.
+    /// [`ConfigError::Invalid`] naming the first invalid field and its value.
     pub fn build(self) -> Result<Pool<M>, ConfigError> {
         self.config.validate()?;
-        if !rt::has_runtime() {
-            return Err(ConfigError::NoRuntime);
-        }
         let mut manager = self.manager;
         manager.configure(&self.config);
         let shared = Arc::new(Shared::new(manager, self.config, self.hooks, self.name));
-        let signals = Arc::clone(&shared.signals);
-        rt::spawn(connector::run(
-            Arc::downgrade(&shared),
-            Arc::clone(&signals),
-        ));
-        rt::spawn(housekeeping::run(Arc::downgrade(&shared), signals));
-        shared.signals.connector.notify_one();
+        shared.ensure_running();
         let links = Arc::new(Links::new(&shared));
         Ok(Pool { shared, links })
     }

@@ -79,6 +79,14 @@ impl<T> Seat<T> {
         Self::empty(&mut state)
     }
 
+    /// The waker of a seat still waiting.
+    pub(crate) fn waker(&self) -> Option<Waker> {
+        match &*self.0.lock() {
+            SeatState::Waiting(w) => w.clone(),
+            _ => None,
+        }
+    }
+
     /// What it was handed, if anything, leaving it empty.
     pub(crate) fn take(&self) -> Option<T> {
         Self::empty(&mut self.0.lock())

@@ -32,17 +32,17 @@ use std::task::Waker;
 
 use tokio::sync::Notify;
 
-use tracing::Instrument;
-
+use crate::background::{Liveness, Task};
 use crate::config::Config;
 use crate::error::ConnectError;
-use crate::hooks::Hooks;
+use crate::hooks::{Hooks, Stage};
 use crate::manager::{ErrorClass, Manager};
 use crate::rt::{self, Instant};
 use crate::seats::{Seat, SeatStore};
 use crate::state::{Approval, Chores, Conn, Gone, Handed, Outcome, Released, State};
 use crate::stats::{millis, ConnectionInfo};
 use crate::sync::{thread_shard, Mutex, SHARDS};
+use crate::unwind::{close_quietly, panic_message};
 
 pub(crate) struct Signals {
     /// Wakes the connector: demand may have changed.
@@ -54,6 +54,8 @@ pub(crate) struct Signals {
     pub(crate) size_changed: Notify,
     /// Set when the shared state is gone: background tasks exit.
     pub(crate) shutdown: AtomicBool,
+    /// Which background tasks are alive.
+    pub(crate) alive: Liveness,
 }
 
 pub(crate) struct Shared<M: Manager> {
@@ -141,6 +143,7 @@ impl<M: Manager> Shared<M> {
                 housekeeper: Notify::new(),
                 size_changed: Notify::new(),
                 shutdown: AtomicBool::new(false),
+                alive: Liveness::default(),
             }),
             clock: rt::Clock::new(),
             handles: AtomicUsize::new(1),
@@ -177,44 +180,37 @@ impl<M: Manager> Shared<M> {
     }
 
     /// A healthy connection came back and an `after_return` hook is set: the hook runs in a
-    /// task of its own, then the connection is released (closed if the hook failed).
-    pub(crate) fn after_return(this: &Arc<Self>, mut conn: Conn<M::Connection>) {
+    /// task of its own, then the connection is released (closed if the hook failed). A task
+    /// dropped before it finishes (its runtime shut down) closes the connection.
+    pub(crate) fn after_return(this: &Arc<Self>, conn: Conn<M::Connection>) {
         if !rt::has_runtime() {
             tracing::debug!(target: "pool_core", "returned outside a runtime: after_return cannot run; connection closed");
             this.release(conn, Outcome::Discarded);
             return;
         }
-        let shared = Arc::clone(this);
+        let mut returning = Returning {
+            shared: Arc::clone(this),
+            conn: Some(conn),
+        };
         rt::spawn(async move {
-            let outcome = {
-                let Some(hook) = &shared.hooks.after_return else {
-                    return shared.release(conn, Outcome::Healthy);
-                };
-                let info = conn.info();
-                let limit = shared.config.hook_timeout;
-                let span = tracing::debug_span!(target: "pool_core", "pool.after_return", pool = %shared.name, conn = info.id);
-                let ran = rt::timeout(
-                    limit,
-                    crate::connector::catch_panic(hook(&mut conn.raw, &info)),
+            let shared = Arc::clone(&returning.shared);
+            let conn = returning.conn.as_mut().expect("held until released");
+            let info = conn.info();
+            let ran = shared
+                .hooks
+                .run(
+                    Stage::AfterReturn,
+                    &shared.name,
+                    shared.config.hook_timeout,
+                    &mut conn.raw,
+                    &info,
                 )
-                .instrument(span)
                 .await;
-                match ran {
-                    Ok(Ok(Ok(()))) => Outcome::Healthy,
-                    Ok(Ok(Err(e))) => {
-                        tracing::info!(target: "pool_core", error = %e, "after_return hook failed; connection discarded");
-                        Outcome::Discarded
-                    }
-                    Ok(Err(panic)) => {
-                        tracing::warn!(target: "pool_core", panic = %panic, "after_return hook panicked; connection discarded");
-                        Outcome::Discarded
-                    }
-                    Err(_) => {
-                        tracing::info!(target: "pool_core", timeout_ms = millis(limit), "after_return hook timed out; connection discarded");
-                        Outcome::Discarded
-                    }
-                }
+            let outcome = match ran {
+                Ok(()) => Outcome::Healthy,
+                Err(_) => Outcome::Discarded,
             };
+            let conn = returning.conn.take().expect("held until released");
             shared.release(conn, outcome);
         });
     }
@@ -275,6 +271,46 @@ impl<M: Manager> Shared<M> {
                 "a connection reported as a possible leak came back"
             );
         }
+    }
+
+    /// Is the pool closed?
+    pub(crate) fn is_closed(&self) -> bool {
+        self.state.lock().is_closed()
+    }
+
+    /// The background tasks were (re)started on the caller's runtime.
+    pub(crate) fn background_started(&self) {
+        let up = self.signals.alive.connector();
+        self.state.lock().set_connector_down(!up);
+    }
+
+    /// A background task's future was dropped: mark the connector down (for the timeout's
+    /// reason) and wake every queued caller, so one of them starts the task again on its own
+    /// runtime and none waits past its deadline for a timer that is gone.
+    pub(crate) fn background_gone(&self, task: Task) {
+        let mut wake = Vec::new();
+        {
+            let mut st = self.state.lock();
+            if task == Task::Connector {
+                st.set_connector_down(true);
+            }
+            st.waiter_wakers(&mut wake);
+        }
+        if !wake.is_empty() {
+            tracing::debug!(target: "pool_core", pool = %self.name, ?task, waiting = wake.len(), "background task gone; waking the queue to start it again");
+        }
+        for w in wake {
+            w.wake();
+        }
+    }
+
+    /// A connect's task was dropped before it finished: its approval is given back.
+    pub(crate) fn connect_abandoned(&self, approval: Approval) {
+        let wake_connector = self.state.lock().abandon_connect(approval);
+        if wake_connector {
+            self.signals.connector.notify_one();
+        }
+        self.signals.size_changed.notify_waiters();
     }
 
     /// The outcome of one background connect, approved by `approval`.
@@ -569,25 +605,18 @@ impl<M: Manager> Shared<M> {
     }
 }
 
-/// Closes a connection; a panic in its `Drop` is logged, not passed on.
-pub(crate) fn close_quietly<C>(conn: Conn<C>) {
-    if let Err(panic) = catch_unwind(AssertUnwindSafe(move || drop(conn))) {
-        tracing::warn!(
-            target: "pool_core",
-            panic = %panic_message(&*panic),
-            "a connection panicked while the pool closed it"
-        );
-    }
+/// A connection in its `after_return` task; released as discarded if the task is dropped
+/// before the hook finishes.
+struct Returning<M: Manager> {
+    shared: Arc<Shared<M>>,
+    conn: Option<Conn<M::Connection>>,
 }
 
-/// The message of a caught panic, if it has one.
-pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> &str {
-    if let Some(s) = payload.downcast_ref::<&'static str>() {
-        s
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s
-    } else {
-        "(a panic without a message)"
+impl<M: Manager> Drop for Returning<M> {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            self.shared.release(conn, Outcome::Discarded);
+        }
     }
 }
 

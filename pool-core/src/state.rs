@@ -31,7 +31,7 @@ use std::task::Waker;
 use std::time::Duration;
 
 use crate::config::{Config, QueueMode};
-use crate::error::{ConnectError, PoolError, TimeoutError};
+use crate::error::{ConnectError, PoolError, Stalled, TimeoutError};
 use crate::idle::Idle;
 use crate::manager::ErrorClass;
 use crate::rt::Instant;
@@ -220,6 +220,9 @@ pub(crate) struct State<C, E> {
     /// `Pool::retain` calls so far.
     retain_epoch: u64,
     checkouts: Slab<Checkout>,
+    /// The background connector is not running (never started, or gone with its runtime):
+    /// a timeout with nothing connecting says so.
+    connector_down: bool,
 }
 
 /// How a caller comes to [`State::admit`].
@@ -380,6 +383,7 @@ impl<C, E> State<C, E> {
             retain_epoch: 0,
             stats: Stats::default(),
             checkouts: Slab::new(),
+            connector_down: true,
         }
     }
 
@@ -443,7 +447,35 @@ impl<C, E> State<C, E> {
             waited: now.saturating_duration_since(since),
             status: self.status(),
             last_connect_error: self.last_error.clone(),
+            stalled: self.stalled(now),
         })
+    }
+
+    /// Why no connect is in flight, if none is: what a timeout reports beside the figures.
+    pub(crate) fn stalled(&self, now: Instant) -> Option<Stalled> {
+        if self.connecting > 0 {
+            return None;
+        }
+        if self.closed {
+            return Some(Stalled::Closed);
+        }
+        if self.connector_down {
+            return Some(Stalled::NoBackgroundTask);
+        }
+        if let Some(t) = self.retry_at.filter(|&t| t > now) {
+            return Some(Stalled::BackingOff {
+                retry_in: t.saturating_duration_since(now),
+            });
+        }
+        if self.full.is_some() && self.size >= self.ceiling() {
+            return Some(Stalled::ServerFull {
+                ceiling: self.ceiling(),
+            });
+        }
+        if self.size >= self.max_size {
+            return Some(Stalled::AtCeiling);
+        }
+        None
     }
 
     // ---- callers ----
@@ -740,6 +772,28 @@ impl<C, E> State<C, E> {
         Next::Connect(Approval(()))
     }
 
+    /// An approved connect whose task was dropped before it finished (its runtime shut down):
+    /// not a failure of the server's, so no backoff; the demand it covered is open again.
+    pub(crate) fn abandon_connect(&mut self, approval: Approval) -> bool {
+        let Approval(()) = approval;
+        self.connecting -= 1;
+        self.tries = self.tries.saturating_sub(1);
+        if let Some(full) = &mut self.full {
+            full.probing = false;
+        }
+        self.wants_connect()
+    }
+
+    /// Whether the background connector runs (see `connector_down`).
+    pub(crate) fn set_connector_down(&mut self, down: bool) {
+        self.connector_down = down;
+    }
+
+    /// The wakers of every queued caller (they look again and find the background gone).
+    pub(crate) fn waiter_wakers(&self, wake: &mut Vec<Waker>) {
+        self.waiters.wakers(wake);
+    }
+
     /// The outcome of an approved connect: a new connection goes to the oldest waiter or idle;
     /// a failure sets the backoff and, if fatal, fails every waiter (their wakers go to
     /// `wake`). Returns the connection to close (the pool closed meanwhile) or the failure to
@@ -997,6 +1051,7 @@ impl<C, E> State<C, E> {
             return None;
         }
         let mut status = self.status();
+        let stalled = self.stalled(now);
         let last = &self.last_error;
         let stats = &mut self.stats;
         // Each one's status is the pool as it left it.
@@ -1010,6 +1065,7 @@ impl<C, E> State<C, E> {
                     waited: now.saturating_duration_since(since),
                     status,
                     last_connect_error: last.clone(),
+                    stalled,
                 })))
             },
             wake,

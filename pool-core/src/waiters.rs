@@ -222,6 +222,13 @@ impl<T> Waiters<T> {
         Ok((Self::serve(seat, wrap(value)), since))
     }
 
+    /// The wakers of every queued waiter, left queued.
+    pub(crate) fn wakers(&self, wake: &mut Vec<Waker>) {
+        for seat in self.queue.iter().filter_map(|p| p.seat.as_ref()) {
+            wake.extend(seat.waker());
+        }
+    }
+
     /// Hands every queued waiter the value `make` builds; pushes their wakers to `wake`.
     /// Returns how many there were.
     pub(crate) fn fail_all(&mut self, mut make: impl FnMut() -> T, wake: &mut Vec<Waker>) -> usize {

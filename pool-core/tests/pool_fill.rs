@@ -82,9 +82,24 @@ async fn wait_ready_with_zero_floor_is_immediate() {
 }
 
 #[test]
-fn build_outside_a_runtime_is_an_error() {
-    let (builder, _backend) = fake(1, 2);
-    let err = builder.build().unwrap_err();
-    assert_eq!(err, pool_core::ConfigError::NoRuntime);
-    assert!(err.to_string().contains("Tokio runtime"));
+fn build_outside_a_runtime_starts_nothing_until_a_runtime_uses_it() {
+    let (builder, backend) = fake(1, 2);
+    let pool = builder.build().expect("a pool builds outside a runtime");
+    assert_eq!(
+        backend.connect_attempts(),
+        0,
+        "nothing runs without a runtime"
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        pool.wait_ready(secs(5)).await.unwrap();
+        assert_eq!(
+            pool.status().size,
+            1,
+            "the floor, opened once a runtime asked"
+        );
+    });
 }

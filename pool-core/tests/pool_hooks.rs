@@ -237,3 +237,82 @@ fn after_return_outside_a_runtime_closes_the_connection() {
     assert_eq!(pool.status().in_use, 0);
     drop(rt);
 }
+
+/// Regression: a `before_checkout` hook that panics used to unwind through the caller's
+/// `get()`. Like the other two stages, it costs the connection: closed, and the caller is
+/// served by another.
+#[tokio::test(start_paused = true)]
+async fn a_panicking_before_checkout_costs_the_connection_not_the_caller() {
+    let (builder, backend) = fake(2, 2);
+    let calls = Arc::new(AtomicU64::new(0));
+    let c = Arc::clone(&calls);
+    let pool = builder
+        .before_checkout(move |_conn, _info| {
+            let n = c.fetch_add(1, Ordering::SeqCst);
+            // The first call panics while building its future, the second inside it.
+            if n == 0 {
+                panic!("hook bug before the future");
+            }
+            Box::pin(async move {
+                if n == 1 {
+                    panic!("hook bug inside the future");
+                }
+                Ok(())
+            })
+        })
+        .build()
+        .unwrap();
+    pool.wait_ready(secs(1)).await.unwrap();
+    let conn = pool.get().await.expect("the caller is served, not unwound");
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    assert_eq!(conn.id(), 3, "both panicking hooks cost their connections");
+    assert_eq!(backend.closed(), 2);
+    assert_eq!(pool.stats().requests_errors, 0);
+    drop(conn);
+    settle().await;
+    assert_accounted(&pool, &backend, 0);
+}
+
+/// Several hooks per stage run in the order added; the first failure stops the stage.
+#[tokio::test(start_paused = true)]
+async fn several_hooks_per_stage_run_in_the_order_added() {
+    let (builder, _backend) = fake(0, 1);
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let (a, b, c, d) = (
+        Arc::clone(&order),
+        Arc::clone(&order),
+        Arc::clone(&order),
+        Arc::clone(&order),
+    );
+    let pool = builder
+        .after_connect(move |_| {
+            a.lock().unwrap().push("connect 1");
+            Box::pin(async { Ok(()) })
+        })
+        .after_connect(move |_| {
+            b.lock().unwrap().push("connect 2");
+            Box::pin(async { Ok(()) })
+        })
+        .after_return(move |_, _| {
+            c.lock().unwrap().push("return 1 (reset)");
+            Box::pin(async { Ok(()) })
+        })
+        .after_return(move |_, _| {
+            d.lock().unwrap().push("return 2 (user)");
+            Box::pin(async { Ok(()) })
+        })
+        .build()
+        .unwrap();
+    drop(pool.get().await.unwrap());
+    settle().await;
+    assert_eq!(
+        *order.lock().unwrap(),
+        [
+            "connect 1",
+            "connect 2",
+            "return 1 (reset)",
+            "return 2 (user)"
+        ]
+    );
+    assert_eq!(pool.status().idle, 1, "back once both hooks passed");
+}
