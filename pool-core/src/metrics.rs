@@ -1,11 +1,17 @@
 //! Metrics through the `metrics` facade (the `metrics` feature). Every handle is registered
-//! once, when the pool is built, with the label `pool` = the pool's name, so recording on the
-//! hot path allocates nothing. Gauges and counters are published from `status()` and `stats()`
+//! once, with the label `pool` = the pool's name, so recording on the hot path allocates
+//! nothing: when the pool is built if a recorder is installed then (globally, or locally on
+//! the building thread), else at the first housekeeping pass that finds one, so a recorder
+//! installed after `build()` gets every metric too (histogram samples from before it was
+//! installed are not kept). Each metric is described (Prometheus' `# HELP`) from [`METRICS`]
+//! when its handles are registered. A recorder that is a zero-sized type cannot be told from
+//! the no-op one the facade uses when none is installed: install it before building the pool. Gauges and counters are published from `status()` and `stats()`
 //! on every housekeeping pass (at most `housekeeping_interval` old) and when the pool closes;
 //! histograms are recorded as things happen, except the zero waits of checkouts served at once,
 //! which are added (with their count in `pool_checkouts_total`) at each publish.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use metrics::{counter, gauge, histogram, Counter, Gauge, Histogram};
@@ -63,6 +69,16 @@ pub const METRICS: &[(&str, &str, &str)] = &[
 ];
 
 pub(crate) struct PoolMetrics {
+    name: String,
+    /// Registered with the first recorder seen (at build or at a later publish).
+    handles: OnceLock<Handles>,
+    /// Checkouts served at once (the fast path) since the last publish: counted in
+    /// `pool_checkouts_total` and recorded as zero waits in `pool_wait_seconds` when published,
+    /// so the fast path pays one relaxed increment instead of a counter and a histogram.
+    unwaited: AtomicU64,
+}
+
+struct Handles {
     size: Gauge,
     idle: Gauge,
     in_use: Gauge,
@@ -84,18 +100,96 @@ pub(crate) struct PoolMetrics {
     wait: Histogram,
     connect: Histogram,
     checkout: Histogram,
-    /// Checkouts served at once (the fast path) since the last publish: counted in
-    /// `pool_checkouts_total` and recorded as zero waits in `pool_wait_seconds` when published,
-    /// so the fast path pays one relaxed increment instead of a counter and a histogram.
-    unwaited: AtomicU64,
+}
+
+/// Is a recorder installed (globally, or locally on this thread)? The facade hands out its
+/// no-op recorder, a zero-sized type, when none is.
+fn recorder_installed() -> bool {
+    metrics::with_recorder(|r| std::mem::size_of_val(r) != 0)
+}
+
+/// Describes every metric to the current recorder (`# HELP` in Prometheus' text).
+fn describe() {
+    for &(name, kind, help) in METRICS {
+        match kind {
+            "gauge" => metrics::describe_gauge!(name, help),
+            "counter" => metrics::describe_counter!(name, help),
+            _ => metrics::describe_histogram!(name, metrics::Unit::Seconds, help),
+        }
+    }
 }
 
 impl PoolMetrics {
     pub(crate) fn register(name: &str) -> PoolMetrics {
+        let metrics = PoolMetrics {
+            name: name.to_string(),
+            handles: OnceLock::new(),
+            unwaited: AtomicU64::new(0),
+        };
+        metrics.bind();
+        metrics
+    }
+
+    /// The handles, registering them first if a recorder has appeared since the last look.
+    fn bind(&self) -> Option<&Handles> {
+        if let Some(h) = self.handles.get() {
+            return Some(h);
+        }
+        if !recorder_installed() {
+            return None;
+        }
+        Some(self.handles.get_or_init(|| {
+            describe();
+            Handles::register(&self.name)
+        }))
+    }
+
+    /// Gauges and counters from a snapshot taken under the lock.
+    pub(crate) fn publish(&self, s: &Status, st: &Stats) {
+        let Some(h) = self.bind() else {
+            return;
+        };
+        let unwaited = self.unwaited.swap(0, Ordering::Relaxed);
+        if unwaited > 0 {
+            h.checkouts.increment(unwaited);
+            h.wait.record_many(0.0, unwaited as usize);
+        }
+        h.publish(s, st);
+    }
+
+    /// A checkout after a wait of `d` (or a health check or hook).
+    pub(crate) fn checked_out(&self, d: Duration) {
+        if let Some(h) = self.handles.get() {
+            h.checkouts.increment(1);
+            h.wait.record(d.as_secs_f64());
+        }
+    }
+
+    /// A checkout served at once; published with the next pass.
+    #[inline]
+    pub(crate) fn checked_out_at_once(&self) {
+        self.unwaited.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn connected(&self, d: Duration) {
+        if let Some(h) = self.handles.get() {
+            h.connect.record(d.as_secs_f64());
+        }
+    }
+
+    pub(crate) fn checked_in(&self, d: Duration) {
+        if let Some(h) = self.handles.get() {
+            h.checkout.record(d.as_secs_f64());
+        }
+    }
+}
+
+impl Handles {
+    fn register(name: &str) -> Handles {
         let pool = name.to_string();
         let failures = |class: &'static str| counter!("pool_connect_failures_total", "pool" => pool.clone(), "class" => class);
         let closed = |reason: &'static str| counter!("pool_connections_closed_total", "pool" => pool.clone(), "reason" => reason);
-        PoolMetrics {
+        Handles {
             size: gauge!("pool_connections", "pool" => pool.clone()),
             idle: gauge!("pool_connections_idle", "pool" => pool.clone()),
             in_use: gauge!("pool_connections_in_use", "pool" => pool.clone()),
@@ -117,17 +211,10 @@ impl PoolMetrics {
             wait: histogram!("pool_wait_seconds", "pool" => pool.clone()),
             connect: histogram!("pool_connect_seconds", "pool" => pool.clone()),
             checkout: histogram!("pool_checkout_seconds", "pool" => pool),
-            unwaited: AtomicU64::new(0),
         }
     }
 
-    /// Gauges and counters from a snapshot taken under the lock.
-    pub(crate) fn publish(&self, s: &Status, st: &Stats) {
-        let unwaited = self.unwaited.swap(0, Ordering::Relaxed);
-        if unwaited > 0 {
-            self.checkouts.increment(unwaited);
-            self.wait.record_many(0.0, unwaited as usize);
-        }
+    fn publish(&self, s: &Status, st: &Stats) {
         self.size.set(s.size as f64);
         self.idle.set(s.idle as f64);
         self.in_use.set(s.in_use as f64);
@@ -152,25 +239,5 @@ impl PoolMetrics {
         self.closed_broken.absolute(broken);
         self.closed_other
             .absolute(st.connections_closed.saturating_sub(named));
-    }
-
-    /// A checkout after a wait of `d` (or a health check or hook).
-    pub(crate) fn checked_out(&self, d: Duration) {
-        self.checkouts.increment(1);
-        self.wait.record(d.as_secs_f64());
-    }
-
-    /// A checkout served at once; published with the next pass.
-    #[inline]
-    pub(crate) fn checked_out_at_once(&self) {
-        self.unwaited.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub(crate) fn connected(&self, d: Duration) {
-        self.connect.record(d.as_secs_f64());
-    }
-
-    pub(crate) fn checked_in(&self, d: Duration) {
-        self.checkout.record(d.as_secs_f64());
     }
 }

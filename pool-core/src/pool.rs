@@ -149,8 +149,10 @@ impl<M: Manager> Pool<M> {
     /// Waits until the pool has opened its `min_size` connections.
     ///
     /// # Errors
-    /// [`PoolError::Timeout`] (with the last connect error) if the floor is not met in time,
-    /// [`PoolError::Closed`] if the pool closes.
+    /// - [`PoolError::Backend`] as soon as a connect fails with a fatal error (bad
+    ///   credentials, unknown database), as [`get`](Pool::get) would: waiting cannot help;
+    /// - [`PoolError::Timeout`] (with the last connect error) if the floor is not met in time;
+    /// - [`PoolError::Closed`] if the pool closes.
     ///
     /// # Cancel safety
     /// Cancel-safe: it only observes the pool.
@@ -158,6 +160,10 @@ impl<M: Manager> Pool<M> {
         self.shared.ensure_running();
         let start = rt::now();
         let deadline = start + timeout;
+        let (fatal_seen, wake_connector) = self.shared.state.lock().begin_wait_ready();
+        if wake_connector {
+            self.shared.signals.connector.notify_one();
+        }
         loop {
             let changed = self.shared.signals.size_changed.notified();
             tokio::pin!(changed);
@@ -169,6 +175,9 @@ impl<M: Manager> Pool<M> {
                 }
                 if st.is_ready() {
                     return Ok(());
+                }
+                if let Some(e) = st.fatal_since(fatal_seen) {
+                    return Err(PoolError::Backend(e));
                 }
                 let now = rt::now();
                 if now >= deadline {

@@ -436,6 +436,28 @@ impl<C, E> State<C, E> {
         self.size >= self.min_size
     }
 
+    /// `wait_ready` begins: after a fatal error the floor gets an attempt of its own now (as a
+    /// new caller does). Returns the fatal errors counted so far, for [`State::fatal_since`],
+    /// and whether the connector should look.
+    pub(crate) fn begin_wait_ready(&mut self) -> (u64, bool) {
+        if self.last_error_fatal {
+            self.retry_at = None;
+        }
+        (self.stats.connections_errors_fatal, self.wants_connect())
+    }
+
+    /// The fatal connect error that ended a wait for the floor: one counted after `seen`
+    /// (from [`State::begin_wait_ready`]) and still the last connect error.
+    pub(crate) fn fatal_since(&self, seen: u64) -> Option<Arc<E>> {
+        if self.stats.connections_errors_fatal <= seen || !self.last_error_fatal {
+            return None;
+        }
+        match &self.last_error {
+            Some(ConnectError::Backend(e)) => Some(Arc::clone(e)),
+            _ => None,
+        }
+    }
+
     /// Are all connections closed and no connect in flight?
     pub(crate) fn is_drained(&self) -> bool {
         self.size == 0 && self.connecting == 0
@@ -1458,6 +1480,78 @@ mod tests {
         assert!(r.wake_connector, "below the floor: a replacement is wanted");
         assert_eq!(st.status().size, 0);
         assert_eq!(st.stats().connections_closed, 0);
+    }
+
+    #[test]
+    fn stalled_says_why_nothing_is_connecting() {
+        let t0 = Instant::now();
+        let mut st = state(0, 1);
+        assert_eq!(
+            st.stalled(t0),
+            Some(Stalled::NoBackgroundTask),
+            "never started"
+        );
+        st.set_connector_down(false);
+        assert_eq!(st.stalled(t0), None, "room to grow, nothing asked");
+        let _ = st.admit(Arrival::New, t0, || Seat::new(waker()), None);
+        let Next::Connect(a) = st.approve_connect(t0) else {
+            panic!()
+        };
+        assert_eq!(st.stalled(t0), None, "a connect is in flight");
+        let mut wake = Vec::new();
+        let err = ConnectError::Backend(Arc::new(Boom));
+        let _ = st.settle_connect(a, Err((err, ErrorClass::Transient)), t0, t0, &mut wake);
+        assert!(
+            matches!(st.stalled(t0), Some(Stalled::BackingOff { retry_in }) if retry_in <= Duration::from_millis(10)),
+            "{:?}",
+            st.stalled(t0)
+        );
+        let later = t0 + Duration::from_millis(20);
+        let Next::Connect(a) = st.approve_connect(later) else {
+            panic!()
+        };
+        let _ = st.settle_connect(a, Ok(1), later, later, &mut wake);
+        assert_eq!(st.stalled(later), Some(Stalled::AtCeiling));
+        st.set_connector_down(true);
+        assert_eq!(st.stalled(later), Some(Stalled::NoBackgroundTask));
+        let _ = st.close(&mut wake);
+        assert_eq!(st.stalled(later), Some(Stalled::Closed));
+    }
+
+    #[test]
+    fn a_server_full_refusal_stalls_at_the_lowered_ceiling() {
+        let t0 = Instant::now();
+        let mut st = state(0, 4);
+        st.set_connector_down(false);
+        let _ = st.admit(Arrival::New, t0, || Seat::new(waker()), None);
+        let Next::Connect(a) = st.approve_connect(t0) else {
+            panic!()
+        };
+        let mut wake = Vec::new();
+        let err = ConnectError::Backend(Arc::new(Boom));
+        let _ = st.settle_connect(a, Err((err, ErrorClass::ServerFull)), t0, t0, &mut wake);
+        let later = t0 + Duration::from_secs(3);
+        assert_eq!(
+            st.stalled(later),
+            None,
+            "room for the probe, which the connector starts"
+        );
+        let Next::Connect(a) = st.approve_connect(later) else {
+            panic!()
+        };
+        let _ = st.settle_connect(a, Ok(1), later, later, &mut wake);
+        let _ = st.admit(Arrival::New, later, || Seat::new(waker()), None);
+        let Next::Connect(a) = st.approve_connect(later + Duration::from_secs(30)) else {
+            panic!()
+        };
+        let err = ConnectError::Backend(Arc::new(Boom));
+        let when = later + Duration::from_secs(30);
+        let _ = st.settle_connect(a, Err((err, ErrorClass::ServerFull)), when, when, &mut wake);
+        let after_backoff = when + Duration::from_secs(3);
+        assert_eq!(
+            st.stalled(after_backoff),
+            Some(Stalled::ServerFull { ceiling: 1 })
+        );
     }
 
     #[test]

@@ -103,3 +103,24 @@ fn build_outside_a_runtime_starts_nothing_until_a_runtime_uses_it() {
         );
     });
 }
+
+/// Regression: `wait_ready` used to wait its whole timeout on a fatal connect error (and say
+/// "timed out"); it now fails with the fatal error as fast as `get()` does.
+#[tokio::test(start_paused = true)]
+async fn wait_ready_fails_at_once_on_a_fatal_connect_error() {
+    let (builder, backend) = fake(1, 2);
+    backend.set_connect_default(pool_testkit::Step::Fatal);
+    let pool = builder.build().unwrap();
+    let started = tokio::time::Instant::now();
+    let err = pool.wait_ready(secs(5)).await.unwrap_err();
+    assert!(matches!(err, pool_core::PoolError::Backend(_)), "{err}");
+    assert!(started.elapsed() < ms(10), "{:?}", started.elapsed());
+    assert_eq!(backend.connect_attempts(), 1);
+    // Waiting again gets an attempt of its own, not the old answer.
+    let err = pool.wait_ready(secs(5)).await.unwrap_err();
+    assert!(matches!(err, pool_core::PoolError::Backend(_)), "{err}");
+    assert_eq!(backend.connect_attempts(), 2);
+    // And once the backend is fixed, the floor is met.
+    backend.set_connect_default(pool_testkit::Step::Ok);
+    pool.wait_ready(secs(5)).await.unwrap();
+}

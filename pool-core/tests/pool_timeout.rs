@@ -145,3 +145,45 @@ async fn on_a_running_clock_no_wait_times_out_early() {
     }
     drop(held);
 }
+
+/// A timeout with nothing connecting says why (here: at max_size; backing off after
+/// failures). The state's unit tests cover the other causes.
+#[tokio::test(start_paused = true)]
+async fn a_timeout_with_nothing_connecting_says_why() {
+    let (builder, _backend) = fake(0, 1);
+    let pool = builder.wait_timeout(Some(ms(100))).build().unwrap();
+    let held = pool.get().await.unwrap();
+    let err = pool.get().await.unwrap_err();
+    let PoolError::Timeout(t) = &err else {
+        panic!("{err}")
+    };
+    assert_eq!(t.stalled, Some(pool_core::Stalled::AtCeiling));
+    assert!(
+        err.to_string()
+            .contains("nothing connecting: the pool is at max_size"),
+        "{err}"
+    );
+    drop(held);
+
+    let (builder, backend2) = fake(0, 1);
+    backend2.set_connect_default(pool_testkit::Step::Transient);
+    let pool = builder
+        .wait_timeout(Some(ms(500)))
+        .backoff_base(secs(1))
+        .backoff_cap(secs(10))
+        .build()
+        .unwrap();
+    let err = pool.get().await.unwrap_err();
+    let PoolError::Timeout(t) = &err else {
+        panic!("{err}")
+    };
+    assert!(
+        matches!(t.stalled, Some(pool_core::Stalled::BackingOff { .. })),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .contains("backing off after failed connects"),
+        "{err}"
+    );
+}
