@@ -168,8 +168,37 @@ impl Config {
     /// # Errors
     /// [`ConfigError`] naming the variable and its value when one is set but unparsable or
     /// leaves the configuration invalid.
+    ///
+    /// A variable under the prefix that no setting reads (a misspelling such as
+    /// `{prefix}_MAXIDLE`) is not an error, but it is logged as a warning naming it and the
+    /// nearest known name ([`unknown_env_vars`]).
     pub fn from_env(prefix: &str) -> Result<Config, ConfigError> {
-        Config::default().with_env_lookup(prefix, |name| std::env::var_os(name))
+        Config::default().with_env(prefix)
+    }
+
+    /// This configuration, overridden by the process environment under `prefix`, as
+    /// [`Config::from_env`] reads it (unknown variables under the prefix are warned about).
+    ///
+    /// # Errors
+    /// As [`Config::from_env`].
+    pub fn with_env(self, prefix: &str) -> Result<Config, ConfigError> {
+        let names = std::env::vars_os().filter_map(|(k, _)| k.into_string().ok());
+        for (name, nearest) in unknown_env_vars(prefix, names) {
+            match nearest {
+                Some(known) => tracing::warn!(
+                    target: "pool_core",
+                    var = %name,
+                    did_you_mean = %known,
+                    "{name} is set but no pool setting reads it (did you mean {known}?); it is ignored"
+                ),
+                None => tracing::warn!(
+                    target: "pool_core",
+                    var = %name,
+                    "{name} is set but no pool setting reads it; it is ignored"
+                ),
+            }
+        }
+        self.with_env_lookup(prefix, |name| std::env::var_os(name))
     }
 
     /// This configuration, overridden by the variables `lookup` finds under `prefix` (pass
@@ -247,6 +276,67 @@ impl Config {
             Err(other) => Err(other),
         }
     }
+}
+
+/// The names among `names` that start with `{prefix}_` but that no entry of [`ENV_VARS`]
+/// reads, each with the nearest known name if one is close (a misspelling), in the order
+/// given.
+///
+/// ```
+/// let unknown = pool_core::unknown_env_vars(
+///     "APP_POOL",
+///     ["APP_POOL_MAX", "APP_POOL_MAXIDLE", "APP_POOL_COLOUR", "OTHER_MAX"].map(String::from),
+/// );
+/// assert_eq!(
+///     unknown,
+///     [
+///         ("APP_POOL_MAXIDLE".to_string(), Some("APP_POOL_MAX_IDLE".to_string())),
+///         ("APP_POOL_COLOUR".to_string(), None),
+///     ]
+/// );
+/// ```
+pub fn unknown_env_vars(
+    prefix: &str,
+    names: impl IntoIterator<Item = String>,
+) -> Vec<(String, Option<String>)> {
+    let head = format!("{prefix}_");
+    names
+        .into_iter()
+        .filter_map(|name| {
+            let suffix = name.strip_prefix(&head)?;
+            if ENV_VARS.iter().any(|v| v.suffix == suffix) {
+                return None;
+            }
+            let nearest = ENV_VARS
+                .iter()
+                .map(|v| (distance(suffix, v.suffix), v.suffix))
+                .min()
+                .filter(|(d, known)| *d <= 2.max(known.len() / 4))
+                .map(|(_, known)| format!("{head}{known}"));
+            Some((name, nearest))
+        })
+        .collect()
+}
+
+/// Edit distance (Levenshtein) between two ASCII-ish names, case-insensitively.
+fn distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().map(|c| c.to_ascii_uppercase()).collect();
+    let b: Vec<char> = b.chars().map(|c| c.to_ascii_uppercase()).collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = if ca == cb {
+                prev
+            } else {
+                1 + prev.min(cur).min(row[j])
+            };
+            prev = cur;
+        }
+    }
+    row[b.len()]
 }
 
 fn count(v: &str) -> Result<usize, String> {

@@ -102,7 +102,7 @@ mod unwind;
 mod waiters;
 
 pub use config::{CheckPolicy, Config, QueueMode};
-pub use env::{EnvVar, ENV_VARS};
+pub use env::{unknown_env_vars, EnvVar, ENV_VARS};
 pub use error::{ConfigError, ConnectError, PoolError, Stalled, TimeoutError};
 pub use hooks::{HookError, HookFuture};
 pub use manager::{ErrorClass, Manager};

@@ -209,6 +209,18 @@ impl<M: Manager> Pool<M> {
         &self.shared.config
     }
 
+    /// The configuration in effect now: the one built with, with the floor and ceiling of the
+    /// latest [`resize`](Pool::resize). (The pool also logs it once, at debug level, when it
+    /// is built.)
+    pub fn effective_config(&self) -> Config {
+        let s = self.status();
+        Config {
+            min_size: s.min_size,
+            max_size: s.max_size,
+            ..self.shared.config.clone()
+        }
+    }
+
     /// The manager.
     pub fn manager(&self) -> &M {
         &self.shared.manager
@@ -477,6 +489,7 @@ impl<M: Manager> PoolBuilder<M> {
         self.config.validate()?;
         let mut manager = self.manager;
         manager.configure(&self.config);
+        tracing::debug!(target: "pool_core", pool = %self.name, config = ?self.config, "pool built");
         let shared = Arc::new(Shared::new(manager, self.config, self.hooks, self.name));
         shared.ensure_running();
         let links = Arc::new(Links::new(&shared));

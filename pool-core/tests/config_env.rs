@@ -313,3 +313,75 @@ fn from_env_reads_the_process_environment() {
     assert_eq!(config.max_size, 7);
     std::env::remove_var("CONFIG_ENV_TEST_POOL_MAX");
 }
+
+/// Regression: a misspelt variable under the prefix used to change nothing and say nothing.
+/// It is now warned about, naming the nearest known variable.
+#[test]
+fn a_misspelt_variable_under_the_prefix_is_warned_about() {
+    let (capture, _guard) = pool_testkit::Capture::install();
+    // A prefix of this test's own: the process environment is shared by the binary's tests.
+    std::env::set_var("PAPERCUT_POOL_MAXIDLE", "30");
+    std::env::set_var("PAPERCUT_POOL_COLOUR", "blue");
+    std::env::set_var("PAPERCUT_POOL_MAX", "3");
+    let config = pool_core::Config::from_env("PAPERCUT_POOL").unwrap();
+    assert_eq!(config.max_size, 3, "the known one applies");
+    assert_eq!(
+        config.max_idle,
+        pool_core::Config::default().max_idle,
+        "the unknown one does not"
+    );
+    let text = capture.text();
+    assert!(text.contains("WARN"), "{text}");
+    assert!(
+        text.contains("PAPERCUT_POOL_MAXIDLE is set but no pool setting reads it (did you mean PAPERCUT_POOL_MAX_IDLE?)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("PAPERCUT_POOL_COLOUR is set but no pool setting reads it; it is ignored"),
+        "{text}"
+    );
+    assert!(!text.contains("PAPERCUT_POOL_MAX is set"), "{text}");
+}
+
+#[test]
+fn unknown_names_are_matched_to_the_nearest_known_one() {
+    let names = [
+        "P_MIN",
+        "P_MAXIDLE",
+        "P_MAX_LIFE_TIME",
+        "P_CHEK",
+        "P_WHATEVER",
+        "Q_MAXX",
+    ];
+    let found = pool_core::unknown_env_vars("P", names.map(String::from));
+    let found: Vec<(&str, Option<&str>)> = found
+        .iter()
+        .map(|(n, k)| (n.as_str(), k.as_deref()))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            ("P_MAXIDLE", Some("P_MAX_IDLE")),
+            ("P_MAX_LIFE_TIME", Some("P_MAX_LIFETIME")),
+            ("P_CHEK", Some("P_CHECK")),
+            ("P_WHATEVER", None),
+        ]
+    );
+}
+
+/// The effective configuration is readable in full from the pool, after a resize too.
+#[tokio::test(start_paused = true)]
+async fn the_effective_configuration_is_readable_from_the_pool() {
+    let (manager, _backend) = pool_testkit::FakeManager::new();
+    let pool = pool_core::Pool::builder(manager)
+        .min_size(1)
+        .max_size(4)
+        .max_idle(Some(std::time::Duration::from_secs(42)))
+        .build()
+        .unwrap();
+    pool.resize(2, 6).unwrap();
+    let c = pool.effective_config();
+    assert_eq!((c.min_size, c.max_size), (2, 6));
+    assert_eq!(c.max_idle, Some(std::time::Duration::from_secs(42)));
+    assert_eq!(pool.config().max_size, 4, "config() stays as built");
+}

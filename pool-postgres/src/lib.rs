@@ -44,7 +44,8 @@ pub use error::PgError;
 pub use keepalive::Keepalives;
 pub use manager::{reset, PgConnection, PgManager, PgTls, ProviderError, Reset};
 pub use preset::{
-    checkpointer, checkpointer_config, checkpointer_with_prefix, CHECKPOINTER_ENV_PREFIX,
+    checkpointer, checkpointer_config, checkpointer_with_prefix, elastic, elastic_config,
+    CHECKPOINTER_ENV_PREFIX,
 };
 pub use redact::redact;
 pub use ssl::SslMode;

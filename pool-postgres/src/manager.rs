@@ -53,7 +53,7 @@ type PasswordProvider = Arc<dyn Fn() -> PasswordFuture + Send + Sync>;
 /// and retries before it counts as fatal.
 ///
 /// `T` is the TLS connector: [`NoTls`] by default; with the `rustls` feature, see
-/// [`PgManager::rustls`] (verification as `sslmode` says) and [`PgManager::with_rustls`].
+/// `PgManager::rustls` (verification as `sslmode` says) and `PgManager::with_rustls`.
 pub struct PgManager<T = NoTls> {
     config: tokio_postgres::Config,
     tls: T,
@@ -156,7 +156,7 @@ impl PgManager<NoTls> {
     /// A manager for a connection string: a URL (`postgres://user:pw@host:5432/db?...`) or
     /// libpq key/value pairs (`host=... user=...`). Besides what tokio-postgres parses,
     /// `sslmode=verify-ca`, `sslmode=verify-full` and `sslrootcert` are understood (they take
-    /// effect with [`PgManager::rustls`]).
+    /// effect with `PgManager::rustls`, under the `rustls` feature).
     ///
     /// # Errors
     /// [`PgError::Config`] naming what is wrong, with any password redacted.

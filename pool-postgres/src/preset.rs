@@ -8,11 +8,12 @@ use pool_core::{CheckPolicy, Config, ConfigError, Manager, Pool, PoolBuilder};
 /// `DEERFLOW_CHECKPOINTER_POOL_MIN`, `_MAX`, `_MAX_IDLE` and the other `pool_core` variables.
 pub const CHECKPOINTER_ENV_PREFIX: &str = "DEERFLOW_CHECKPOINTER_POOL";
 
-/// The preset's configuration before environment overrides: min 1, max 4, idle connections
-/// closed after 300 s, a health check on every checkout, a 30 s wait timeout, and connections
-/// retired after an hour. (Keepalives 60/10/6 are the [`PgManager`](crate::PgManager)'s own
-/// defaults.)
-pub fn checkpointer_config() -> Config {
+/// The recommended starting point for any service: an elastic pool with a small floor that
+/// grows under demand and shrinks back when idle. Min 1, max 4, idle connections closed after
+/// 300 s, a health check on every checkout, a 30 s wait timeout, and connections retired after
+/// an hour. (Keepalives 60/10/6 are the [`PgManager`](crate::PgManager)'s own defaults.)
+/// Raise `max_size` for busier services; see [`elastic`] for environment overrides.
+pub fn elastic_config() -> Config {
     Config {
         min_size: 1,
         max_size: 4,
@@ -22,6 +23,32 @@ pub fn checkpointer_config() -> Config {
         check: CheckPolicy::Always,
         ..Config::default()
     }
+}
+
+/// The checkpointer preset's configuration: the same as [`elastic_config`].
+pub fn checkpointer_config() -> Config {
+    elastic_config()
+}
+
+/// A pool builder with the [`elastic_config`] defaults, overridden by the environment
+/// variables `{prefix}_MIN`, `{prefix}_MAX`, `{prefix}_MAX_IDLE` and the others in
+/// [`pool_core::ENV_VARS`]. A variable under the prefix that no setting reads is logged as a
+/// warning naming the nearest known one.
+///
+/// ```no_run
+/// # fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// let manager = pool_postgres::PgManager::from_url("postgres://app@db/app")?;
+/// // ORDERS_DB_POOL_MAX=16 raises the ceiling.
+/// let pool = pool_postgres::elastic(manager, "ORDERS_DB_POOL")?.build()?;
+/// # drop(pool);
+/// # Ok(())
+/// # }
+/// ```
+///
+/// # Errors
+/// [`ConfigError`] naming the variable and its value when one is set but invalid.
+pub fn elastic<M: Manager>(manager: M, prefix: &str) -> Result<PoolBuilder<M>, ConfigError> {
+    Ok(Pool::builder(manager).config(elastic_config().with_env(prefix)?))
 }
 
 /// A pool builder with the checkpointer preset, overridden by the `DEERFLOW_CHECKPOINTER_POOL_*`
@@ -41,6 +68,5 @@ pub fn checkpointer_with_prefix<M: Manager>(
     manager: M,
     prefix: &str,
 ) -> Result<PoolBuilder<M>, ConfigError> {
-    Ok(Pool::builder(manager)
-        .config(checkpointer_config().with_env_lookup(prefix, |name| std::env::var_os(name))?))
+    elastic(manager, prefix)
 }

@@ -113,3 +113,19 @@ fn other_deployments_choose_their_prefix() {
         .unwrap();
     assert_eq!(c.max_size, 2);
 }
+
+/// The neutral preset: the same elastic defaults under a prefix of the service's choosing.
+#[test]
+fn the_elastic_preset_reads_its_own_prefix() {
+    assert_eq!(
+        format!("{:?}", pool_postgres::elastic_config()),
+        format!("{:?}", checkpointer_config())
+    );
+    std::env::set_var("ORDERS_DB_POOL_MAX", "9");
+    let manager = PgManager::from_url("postgres://app@db.invalid/x").unwrap();
+    let builder = pool_postgres::elastic(manager, "ORDERS_DB_POOL").unwrap();
+    let c = builder.current_config();
+    assert_eq!((c.min_size, c.max_size), (1, 9));
+    assert_eq!(c.max_idle, Some(Duration::from_secs(300)));
+    assert_eq!(c.check, CheckPolicy::Always);
+}
