@@ -153,6 +153,10 @@ pub(crate) const PROBE_BASE: Duration = Duration::from_secs(10);
 pub(crate) const PROBE_CAP: Duration = Duration::from_secs(120);
 /// Successful connects in a row after which the configured ceiling comes back.
 pub(crate) const RESTORE_AFTER: u32 = 3;
+/// While callers wait, the longest gap between connect attempts after failures (see
+/// `State::backoff_delay`); a caller arriving during a longer backoff brings the next attempt
+/// forward to within this.
+pub(crate) const WAITING_CAP: Duration = Duration::from_secs(1);
 
 /// An episode of the server being full: the effective ceiling is lowered.
 #[derive(Debug, Clone, Copy)]
@@ -564,6 +568,10 @@ impl<C, E> State<C, E> {
         if self.last_error_fatal {
             // A fatal error answered earlier callers at once; this one gets its own attempt.
             self.retry_at = None;
+        } else if let Some(t) = self.retry_at {
+            // A backoff drawn while nobody waited may run to the configured cap: a caller
+            // brings the next attempt forward to within `WAITING_CAP`.
+            self.retry_at = Some(t.min(now + WAITING_CAP.min(self.rules.backoff_cap)));
         }
         let wake_timer = match queued.deadline {
             Some(d) if self.timer_at.is_none_or(|t| d < t) => {
@@ -946,7 +954,11 @@ impl<C, E> State<C, E> {
         (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
     }
 
-    /// Full-jitter exponential backoff after `failures` consecutive failures.
+    /// Exponential backoff after `failures` consecutive failures: full jitter up to the
+    /// configured cap while nobody waits; while callers wait, once the exponential reaches
+    /// [`WAITING_CAP`], a draw between 60 % and 100 % of it, so the next attempt comes within
+    /// a second of the last (a caller waits at most about that long after the server is
+    /// back) and no sooner than 0.6 s after it (the outage stays quiet).
     fn backoff_delay(&mut self) -> Duration {
         let exp = self
             .rules
@@ -954,6 +966,10 @@ impl<C, E> State<C, E> {
             .checked_mul(1u32 << self.failures.saturating_sub(1).min(30))
             .unwrap_or(self.rules.backoff_cap)
             .min(self.rules.backoff_cap);
+        let waiting_cap = WAITING_CAP.min(self.rules.backoff_cap);
+        if !self.waiters.is_empty() && exp >= waiting_cap {
+            return waiting_cap.mul_f64(0.6 + 0.4 * self.random());
+        }
         exp.mul_f64(self.random())
     }
 
