@@ -12,8 +12,13 @@
 //! [`Manager::has_broken`] of the idle connections, so connections that died while idle are
 //! replaced before a caller meets them.
 //!
+//! A pool is a value, not a task: it can be built outside a runtime (a `static` pool) and used
+//! from one Tokio runtime after another; its background tasks start, and start again, on the
+//! runtime of the caller that finds them gone.
+//!
 //! The pool survives the code it calls: a `connect` that panics counts as a failed connect
-//! ([`ConnectError::Panicked`]) and the connector carries on; a panic in `check` or
+//! ([`ConnectError::Panicked`]) and the connector carries on; a hook that fails or panics
+//! costs its connection, never the caller; a panic in `check` or
 //! `has_broken` unwinds through the caller as any panic would, with the connection closed and
 //! nothing left counted as in use; a connection whose `Drop` panics is closed quietly.
 //!
@@ -69,6 +74,9 @@
 //! | `acquire.rs` | the `get()` path: the fast path (one lock, no clock read before it has a connection), queueing, a caller's own timer, the health check and `before_checkout`, cancellation |
 //! | `object.rs` | the checkout guard: every way a connection leaves a caller's hands |
 //! | `connector.rs` | the only place connections are opened; a panicking `connect` is a failed connect |
+//! | `background.rs` | starting the connector and the housekeeper, and starting them again on the caller's runtime when the runtime they ran on has shut down; a connect dropped mid-flight gives its approval back |
+//! | `hooks.rs` | the one runner of all three hook stages: in order added, each under `hook_timeout`, in its span, a panic caught, logged, the connection discarded on failure |
+//! | `unwind.rs` | keeping a panic in code the pool calls where it belongs: `catch_panic`, `panic_message`, `close_quietly` |
 //! | `housekeeping.rs` | the idle sweep (`has_broken` on idle connections), idle shrink, lifetime, leak reports, and the one timer that expires waiters |
 //! | `rt.rs` | all coupling to Tokio: spawn, the clock, sleeps and timeouts; the engine's `Instant` (integer nanoseconds, tokio's instant only at timers and the public API); the hot path's coarse stamps and when they give way to exact reads (a paused or moved runtime clock) |
 //! | `sync.rs` | the lock (a spin lock that yields, released by a plain store: cache-line-aligned as `Mutex`, unaligned as `Lock` for the seats), behind a facade so it can be swapped and measured; each thread's shard |
