@@ -30,6 +30,6 @@ mod proxy;
 mod support;
 
 pub use fake::{FakeConn, FakeError, FakeHandle, FakeManager, Step};
-pub use prometheus::serve_metrics;
+pub use prometheus::{scrape, serve_metrics};
 pub use proxy::{Fault, FaultProxy};
 pub use support::{Capture, Rng};

@@ -45,3 +45,18 @@ pub async fn serve_metrics(addr: SocketAddr) -> io::Result<(SocketAddr, Promethe
     });
     Ok((bound, handle))
 }
+
+/// One `GET /metrics` to a [`serve_metrics`] endpoint at `addr`: the whole HTTP response (status
+/// line, headers and the Prometheus text).
+///
+/// # Errors
+/// The connect, write or read error.
+pub async fn scrape(addr: SocketAddr) -> io::Result<String> {
+    let mut socket = tokio::net::TcpStream::connect(addr).await?;
+    socket
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await?;
+    let mut text = String::new();
+    socket.read_to_string(&mut text).await?;
+    Ok(text)
+}

@@ -2,8 +2,7 @@
 
 use std::time::Duration;
 
-use pool_testkit::{serve_metrics, FakeManager};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use pool_testkit::{scrape, serve_metrics, FakeManager};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_are_served_as_prometheus_text() {
@@ -20,13 +19,7 @@ async fn metrics_are_served_as_prometheus_text() {
     // A housekeeping pass publishes the gauges.
     tokio::time::sleep(Duration::from_millis(100)).await;
 
-    let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
-    socket
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
-    let mut text = String::new();
-    socket.read_to_string(&mut text).await.unwrap();
+    let text = scrape(addr).await.unwrap();
     assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
     for line in [
         "pool_connections{pool=\"scrape\"} 1",

@@ -4,8 +4,7 @@
 
 use std::time::Duration;
 
-use pool_testkit::{serve_metrics, FakeManager};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use pool_testkit::{scrape, serve_metrics, FakeManager};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_recorder_installed_after_build_sees_the_pools_metrics_with_help() {
@@ -22,13 +21,7 @@ async fn a_recorder_installed_after_build_sees_the_pools_metrics_with_help() {
     let conn = pool.get().await.unwrap();
     tokio::time::sleep(Duration::from_millis(150)).await;
 
-    let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
-    socket
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
-    let mut text = String::new();
-    socket.read_to_string(&mut text).await.unwrap();
+    let text = scrape(addr).await.unwrap();
     for line in [
         "pool_connections{pool=\"late\"} 1",
         "pool_connections_in_use{pool=\"late\"} 1",
