@@ -60,6 +60,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use crate::config::CheckPolicy;
+use crate::conn::Conn;
 use crate::error::PoolError;
 use crate::hooks::Stage;
 use crate::manager::Manager;
@@ -67,7 +68,7 @@ use crate::object::Object;
 use crate::rt::{self, Instant};
 use crate::seats::Seat;
 use crate::shared::{Links, Shared};
-use crate::state::{Admit, Arrival, Conn, Handed, Outcome};
+use crate::state::{Admit, Arrival, Handed, Outcome};
 use crate::stats::millis;
 
 /// Which timer ends this caller's wait.

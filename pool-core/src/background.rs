@@ -13,51 +13,16 @@
 //! a connection, in `try_get`, `wait_ready` and `resize`. A checkout served by an idle
 //! connection and a return never look (a return spawns nothing).
 //!
-//! A connect whose task is dropped mid-flight gives its approval back ([`Abandon`]), so the
-//! pool does not count a connect in flight that no task runs.
+//! A connect whose task is dropped mid-flight gives its approval back, so the
+//! pool does not count a connect in flight that no task runs (`connector::Abandon`).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 
 use crate::manager::Manager;
-use crate::shared::{Shared, Signals};
-use crate::state::Approval;
+use crate::shared::Shared;
+use crate::signals::{Signals, Task};
 use crate::{connector, housekeeping, rt};
-
-/// Which background task.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Task {
-    Connector,
-    Housekeeper,
-}
-
-/// Whether each background task is alive (set when spawned, cleared by its [`Running`]
-/// guard when its future is dropped, whether it returned or its runtime shut down).
-#[derive(Debug, Default)]
-pub(crate) struct Liveness {
-    connector: AtomicBool,
-    housekeeper: AtomicBool,
-}
-
-impl Liveness {
-    fn flag(&self, task: Task) -> &AtomicBool {
-        match task {
-            Task::Connector => &self.connector,
-            Task::Housekeeper => &self.housekeeper,
-        }
-    }
-
-    /// Are both tasks alive?
-    #[inline]
-    pub(crate) fn both(&self) -> bool {
-        self.connector.load(Ordering::Acquire) && self.housekeeper.load(Ordering::Acquire)
-    }
-
-    /// Is the connector alive?
-    pub(crate) fn connector(&self) -> bool {
-        self.connector.load(Ordering::Acquire)
-    }
-}
 
 /// Held by a background task's future: dropping it (the task returned, or its runtime shut
 /// down and dropped it) marks the task gone and wakes the queued callers, so one of them
@@ -127,35 +92,5 @@ impl<M: Manager> Shared<M> {
         self.background_started();
         self.signals.connector.notify_one();
         self.signals.housekeeper.notify_one();
-    }
-}
-
-/// Held by a connect's task until its outcome settles the approval: if the task is dropped
-/// first (its runtime shut down mid-connect), the approval is given back on drop, so the pool
-/// does not count a connect in flight that nothing runs.
-pub(crate) struct Abandon<M: Manager> {
-    pub(crate) shared: Arc<Shared<M>>,
-    approval: Option<Approval>,
-}
-
-impl<M: Manager> Abandon<M> {
-    pub(crate) fn new(shared: Arc<Shared<M>>, approval: Approval) -> Self {
-        Abandon {
-            shared,
-            approval: Some(approval),
-        }
-    }
-
-    /// The approval, to settle with the connect's outcome.
-    pub(crate) fn take(&mut self) -> Approval {
-        self.approval.take().expect("an approval is settled once")
-    }
-}
-
-impl<M: Manager> Drop for Abandon<M> {
-    fn drop(&mut self) {
-        if let Some(approval) = self.approval.take() {
-            self.shared.connect_abandoned(approval);
-        }
     }
 }

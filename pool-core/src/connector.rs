@@ -17,12 +17,12 @@ use std::sync::{Arc, Weak};
 
 use tracing::Instrument;
 
-use crate::background::Abandon;
 use crate::error::ConnectError;
 use crate::hooks::Stage;
 use crate::manager::Manager;
 use crate::rt;
-use crate::shared::{Shared, Signals};
+use crate::shared::Shared;
+use crate::signals::Signals;
 use crate::state::{Approval, Next};
 use crate::stats::ConnectionInfo;
 use crate::unwind::{catch_panic, close_quietly};
@@ -105,4 +105,34 @@ async fn connect_and_settle<M: Manager>(mut guard: Abandon<M>) {
         result => result,
     };
     shared.connect_done(guard.take(), result, started);
+}
+
+/// Held by a connect's task until its outcome settles the approval: if the task is dropped
+/// first (its runtime shut down mid-connect), the approval is given back on drop, so the pool
+/// does not count a connect in flight that nothing runs.
+pub(crate) struct Abandon<M: Manager> {
+    pub(crate) shared: Arc<Shared<M>>,
+    approval: Option<Approval>,
+}
+
+impl<M: Manager> Abandon<M> {
+    pub(crate) fn new(shared: Arc<Shared<M>>, approval: Approval) -> Self {
+        Abandon {
+            shared,
+            approval: Some(approval),
+        }
+    }
+
+    /// The approval, to settle with the connect's outcome.
+    pub(crate) fn take(&mut self) -> Approval {
+        self.approval.take().expect("an approval is settled once")
+    }
+}
+
+impl<M: Manager> Drop for Abandon<M> {
+    fn drop(&mut self) {
+        if let Some(approval) = self.approval.take() {
+            self.shared.connect_abandoned(approval);
+        }
+    }
 }

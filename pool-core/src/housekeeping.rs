@@ -29,7 +29,8 @@ use std::sync::{Arc, Weak};
 
 use crate::manager::Manager;
 use crate::rt;
-use crate::shared::{Shared, Signals};
+use crate::shared::Shared;
+use crate::signals::Signals;
 use crate::state::Chores;
 
 pub(crate) async fn run<M: Manager>(pool: Weak<Shared<M>>, signals: Arc<Signals>) {

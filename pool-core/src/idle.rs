@@ -7,7 +7,7 @@
 
 use std::collections::VecDeque;
 
-use crate::state::Conn;
+use crate::conn::Conn;
 
 /// Idle connections, longest idle first: `older`, then `newest`.
 ///

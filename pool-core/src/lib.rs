@@ -65,7 +65,8 @@
 //!
 //! | file | owns |
 //! |---|---|
-//! | `state.rs` | everything under the lock: the idle list, the queue, `size` and `connecting` against the floor and ceiling, the backoff, the statistics and the leak watch; every change is one method (admit a caller, approve and settle a connect, release a connection with an outcome, reap, expire waiters, resize, close), unit-tested without a runtime |
+//! | `state/` | everything under the lock (`mod.rs` the fields; `admit.rs`, `release.rs`, `connect.rs`, `housekeep.rs` the transitions, each with its unit tests): the idle list, the queue, `size` and `connecting` against the floor and ceiling, the backoff, the statistics and the leak watch; every change is one method (admit a caller, approve and settle a connect, release a connection with an outcome, reap, expire waiters, resize, close), unit-tested without a runtime |
+//! | `conn.rs` | the connection record: a connection and the pool's bookkeeping beside it, boxed once when opened, moved as one pointer |
 //! | `idle.rs` | the idle list in return order (longest idle first), its newest connection inline so a return followed by a checkout touches no heap slot |
 //! | `waiters.rs` | the FIFO queue: tickets (a caller going round again keeps its place) and each waiter's deadline in queue order; the hot path's hand-off only pops a place; a caller leaving is found by its ticket and its place emptied where it stands |
 //! | `seats.rs` | a waiter's seat (a cell with its own lock, filled after the pool's lock is released and emptied by its caller without it; a caller leaving between pop and fill hands the connection back), and the store that reuses seats once their callers let go, sharded by thread |
@@ -86,6 +87,7 @@
 mod acquire;
 mod background;
 mod config;
+mod conn;
 mod connector;
 mod env;
 mod error;
@@ -102,6 +104,7 @@ mod seats;
 #[cfg(feature = "serde")]
 mod serde_config;
 mod shared;
+mod signals;
 mod slab;
 mod state;
 mod stats;

@@ -5,10 +5,11 @@ use std::ops::{Deref, DerefMut};
 use std::panic::resume_unwind;
 use std::sync::Arc;
 
+use crate::conn::Conn;
 use crate::hooks::Stage;
 use crate::manager::Manager;
 use crate::shared::{Link, Shared};
-use crate::state::{Conn, Outcome};
+use crate::state::Outcome;
 use crate::stats::ConnectionInfo;
 use crate::unwind::panic_message;
 

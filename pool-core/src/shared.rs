@@ -32,31 +32,18 @@ use std::task::Waker;
 
 use tokio::sync::Notify;
 
-use crate::background::{Liveness, Task};
 use crate::config::Config;
+use crate::conn::Conn;
 use crate::error::ConnectError;
 use crate::hooks::{Hooks, Stage};
 use crate::manager::{ErrorClass, Manager};
 use crate::rt::{self, Instant};
 use crate::seats::{Seat, SeatStore};
-use crate::state::{Approval, Chores, Conn, Gone, Handed, Outcome, Released, State};
+use crate::signals::{Liveness, Signals, Task};
+use crate::state::{Approval, Chores, Gone, Handed, Outcome, Released, State};
 use crate::stats::{millis, ConnectionInfo};
 use crate::sync::{thread_shard, Mutex, SHARDS};
 use crate::unwind::{close_quietly, panic_message};
-
-pub(crate) struct Signals {
-    /// Wakes the connector: demand may have changed.
-    pub(crate) connector: Notify,
-    /// Wakes the housekeeper: configuration, closing, or a waiter whose deadline is earlier
-    /// than the housekeeper's next look.
-    pub(crate) housekeeper: Notify,
-    /// Fires (`notify_waiters`) whenever the pool's size changes.
-    pub(crate) size_changed: Notify,
-    /// Set when the shared state is gone: background tasks exit.
-    pub(crate) shutdown: AtomicBool,
-    /// Which background tasks are alive.
-    pub(crate) alive: Liveness,
-}
 
 pub(crate) struct Shared<M: Manager> {
     pub(crate) manager: M,
