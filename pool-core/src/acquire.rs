@@ -67,7 +67,7 @@ use crate::manager::Manager;
 use crate::object::Object;
 use crate::rt::{self, Instant};
 use crate::seats::Seat;
-use crate::shared::{Links, Shared};
+use crate::shared::{Came, Links, Shared};
 use crate::state::{Admit, Arrival, Handed, Outcome};
 use crate::stats::millis;
 
@@ -114,7 +114,7 @@ pub(crate) fn acquire<'a, M: Manager>(
         let mut fast = if shared.queueing.load(Ordering::Relaxed) {
             None
         } else {
-            shared.state.lock().take_idle()
+            shared.take_idle()
         };
         let mut entry: Option<Entry<'_, M>> = None;
         loop {
@@ -153,9 +153,7 @@ pub(crate) fn acquire<'a, M: Manager>(
                                 .limit()
                                 .is_some_and(|t| end >= shared.clock.deadline(since, t))
                             {
-                                let mut st = shared.state.lock();
-                                st.count_timeout();
-                                return Err(st.timeout_error(since, end));
+                                return Err(shared.timed_out(since, end));
                             }
                             entry.arrival = Arrival::Again {
                                 ticket: entry.ticket,
@@ -329,11 +327,7 @@ pub(crate) async fn try_acquire<M: Manager>(
 ) -> Result<Option<Object<M>>, PoolError<M::Error>> {
     shared.ensure_running();
     loop {
-        let (taken, wake_connector) = shared.state.lock().try_admit();
-        if wake_connector {
-            shared.signals.connector.notify_one();
-        }
-        let Some(conn) = taken? else {
+        let Some(conn) = shared.try_admit()? else {
             return Ok(None);
         };
         let obj = match ready(shared, links, conn, None, true, caller) {
@@ -463,10 +457,23 @@ impl<'a, M: Manager> Entry<'a, M> {
         let queueing = shared.queueing.load(Ordering::Relaxed);
         let early = queueing.then(|| shared.clock.stamp());
         let mut ready_seat = queueing.then(|| shared.seats.take(cx.waker()));
-        let mut st = shared.state.lock();
-        if let Arrival::New = self.arrival {
-            if let Some(conn) = st.take_idle() {
-                drop(st);
+        let timer = self.timer;
+        let came = shared.come(
+            self.arrival,
+            early,
+            &mut self.since,
+            |since| match timer {
+                Timer::Pool(t) => Some(shared.clock.deadline(since, t)),
+                Timer::Never | Timer::Own(_) => None,
+            },
+            || {
+                ready_seat
+                    .take()
+                    .unwrap_or_else(|| shared.seats.take(cx.waker()))
+            },
+        );
+        let (admitted, now) = match came {
+            Came::Idle(conn) => {
                 if queueing {
                     shared.queueing.store(false, Ordering::Relaxed);
                 }
@@ -479,24 +486,8 @@ impl<'a, M: Manager> Entry<'a, M> {
                     from_idle: true,
                 }));
             }
-        }
-        let now = early.unwrap_or_else(|| shared.clock.stamp());
-        let since = *self.since.get_or_insert(now);
-        let deadline = match self.timer {
-            Timer::Pool(t) => Some(shared.clock.deadline(since, t)),
-            Timer::Never | Timer::Own(_) => None,
+            Came::Admitted(admitted, now) => (admitted, now),
         };
-        let admitted = st.admit(
-            self.arrival,
-            since,
-            || {
-                ready_seat
-                    .take()
-                    .unwrap_or_else(|| shared.seats.take(cx.waker()))
-            },
-            deadline,
-        );
-        drop(st);
         if !queueing {
             shared.queueing.store(true, Ordering::Relaxed);
         }
@@ -547,13 +538,9 @@ impl<'a, M: Manager> Entry<'a, M> {
     fn time_out(&mut self) -> Option<Next<M>> {
         let since = self.since.expect("a timed caller has a start");
         let now = rt::now();
-        let mut st = self.shared.state.lock();
         let handed = match &self.seat {
-            Some((seat, ticket)) => st.time_out_waiter(seat, *ticket, since, now)?,
-            None => {
-                st.count_timeout();
-                Err(Box::new(st.timeout_error(since, now)))
-            }
+            Some((seat, ticket)) => self.shared.time_out_waiter(seat, *ticket, since, now)?,
+            None => Err(Box::new(self.shared.timed_out(since, now))),
         };
         self.seat = None;
         Some(handed.map(Got::handed).map_err(|e| *e))

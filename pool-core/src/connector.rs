@@ -34,17 +34,13 @@ pub(crate) async fn run<M: Manager>(pool: Weak<Shared<M>>, signals: Arc<Signals>
         }
         let next = {
             let Some(shared) = pool.upgrade() else { return };
-            let mut st = shared.state.lock();
-            if st.is_closed() {
-                return;
-            }
-            match st.approve_connect(rt::now()) {
-                Next::Connect(approval) => {
-                    drop(st);
+            match shared.next_connect() {
+                None => return,
+                Some(Next::Connect(approval)) => {
                     rt::spawn(connect_one(Arc::clone(&shared), approval));
                     continue;
                 }
-                next => next,
+                Some(next) => next,
             }
         };
         match next {

@@ -160,29 +160,13 @@ impl<M: Manager> Pool<M> {
         self.shared.ensure_running();
         let start = rt::now();
         let deadline = start + timeout;
-        let (fatal_seen, wake_connector) = self.shared.state.lock().begin_wait_ready();
-        if wake_connector {
-            self.shared.signals.connector.notify_one();
-        }
+        let fatal_seen = self.shared.begin_wait_ready();
         loop {
             let changed = self.shared.signals.size_changed.notified();
             tokio::pin!(changed);
             changed.as_mut().enable();
-            {
-                let st = self.shared.state.lock();
-                if st.is_closed() {
-                    return Err(PoolError::Closed);
-                }
-                if st.is_ready() {
-                    return Ok(());
-                }
-                if let Some(e) = st.fatal_since(fatal_seen) {
-                    return Err(PoolError::Backend(e));
-                }
-                let now = rt::now();
-                if now >= deadline {
-                    return Err(st.timeout_error(start, now));
-                }
+            if let Some(done) = self.shared.ready(fatal_seen, start, deadline) {
+                return done;
             }
             let _ = rt::timeout_at(deadline, changed).await;
         }
@@ -195,12 +179,12 @@ impl<M: Manager> Pool<M> {
 
     /// A snapshot of sizes and the queue (eventually consistent).
     pub fn status(&self) -> Status {
-        self.shared.state.lock().status()
+        self.shared.status()
     }
 
     /// Cumulative counters (eventually consistent).
     pub fn stats(&self) -> Stats {
-        self.shared.state.lock().stats()
+        self.shared.stats()
     }
 
     /// The configuration the pool was built with (`min_size`/`max_size` as built; see
@@ -240,11 +224,7 @@ impl<M: Manager> Pool<M> {
         };
         check.validate()?;
         self.shared.ensure_running();
-        let wake_connector = self.shared.state.lock().resize(min_size, max_size);
-        self.shared.signals.housekeeper.notify_one();
-        if wake_connector {
-            self.shared.signals.connector.notify_one();
-        }
+        self.shared.resize(min_size, max_size);
         Ok(())
     }
 
@@ -256,7 +236,7 @@ impl<M: Manager> Pool<M> {
 
     /// Has [`close`](Pool::close) been called?
     pub fn is_closed(&self) -> bool {
-        self.shared.state.lock().is_closed()
+        self.shared.is_closed()
     }
 
     /// An idle connection at once if one is free and nobody is queued, else `Ok(None)` without
@@ -318,7 +298,7 @@ impl<M: Manager> Pool<M> {
             let changed = self.shared.signals.size_changed.notified();
             tokio::pin!(changed);
             changed.as_mut().enable();
-            if self.shared.state.lock().is_drained() {
+            if self.shared.is_drained() {
                 return;
             }
             changed.await;

@@ -3,11 +3,13 @@
 //!
 //! # Implementation details
 //!
-//! One mutex ([`crate::sync::Mutex`]) guards [`State`]. Every method here follows the same
-//! shape: take a stamp if needed (before the lock; [`rt::Clock`]), lock, take one
-//! transition, unlock, then wake, close and log what the transition handed back. The lock is
-//! never held across an `.await`, a call into the [`Manager`], a waker or a connection's
-//! `Drop`.
+//! One mutex ([`crate::sync::Mutex`]) guards [`State`], and only this file takes it: the
+//! `get()` path, the facade, the connector and the housekeeper call `Shared`'s methods. Every
+//! method follows the same shape: take a stamp if needed (before the lock; [`rt::Clock`]),
+//! lock, take one transition, unlock, then apply the [`After`] the transition handed back
+//! ([`Shared::apply`], the one place that fills a waiter's seat, wakes, closes, nudges the
+//! background tasks and logs). The lock is never held across an `.await`, a call into the
+//! [`Manager`], a waker or a connection's `Drop`.
 //!
 //! **Code the pool calls may panic.** `has_broken` is called inside `catch_unwind` ([`Shared::judge`]):
 //! the caller puts the connection back as discarded before the panic goes on. A connection the
@@ -35,13 +37,15 @@ use tokio::sync::Notify;
 use crate::config::Config;
 use crate::conn::Conn;
 use crate::error::ConnectError;
+use crate::error::PoolError;
 use crate::hooks::{Hooks, Stage};
 use crate::manager::{ErrorClass, Manager};
 use crate::rt::{self, Instant};
 use crate::seats::{Seat, SeatStore};
 use crate::signals::{Liveness, Signals, Task};
-use crate::state::{Approval, Chores, Gone, Handed, Outcome, Released, State};
-use crate::stats::{millis, ConnectionInfo};
+use crate::state::{Admit, After, Approval, Arrival, Chores, Gone, Handed, Next, Outcome, State};
+
+use crate::stats::{millis, ConnectionInfo, Stats, Status};
 use crate::sync::{thread_shard, Mutex, SHARDS};
 use crate::unwind::{close_quietly, panic_message};
 
@@ -53,7 +57,8 @@ pub(crate) struct Shared<M: Manager> {
     pub(crate) name: Arc<str>,
     #[cfg(feature = "metrics")]
     pub(crate) metrics: crate::metrics::PoolMetrics,
-    pub(crate) state: Mutex<State<M::Connection, M::Error>>,
+    /// The one lock: taken by this file's methods alone.
+    state: Mutex<State<M::Connection, M::Error>>,
     /// Seats filled on the hot path, for reuse by the next callers to queue.
     pub(crate) seats: SeatStore<Handed<M::Connection, M::Error>>,
     pub(crate) signals: Arc<Signals>,
@@ -99,6 +104,14 @@ impl<M: Manager> Links<M> {
     pub(crate) fn pick(&self) -> Arc<Link<M>> {
         Arc::clone(&self.0[thread_shard()])
     }
+}
+
+/// What a caller coming to the lock got ([`Shared::come`]).
+pub(crate) enum Came<C, E> {
+    /// An idle connection, at once.
+    Idle(Conn<C>),
+    /// Admitted (queued, served or refused), with the stamp it came at.
+    Admitted(Admit<C, E>, Instant),
 }
 
 /// A `retain` predicate.
@@ -149,11 +162,11 @@ impl<M: Manager> Shared<M> {
             self.metrics
                 .checked_in(now.saturating_duration_since(taken));
         }
-        let released = self.state.lock().release(conn, outcome, now);
+        let mut after = self.state.lock().release(conn, outcome, now);
         if outcome == Outcome::Broken {
             tracing::debug!(target: "pool_core", "closing a connection returned broken");
         }
-        self.finish(released);
+        self.apply(&mut after);
     }
 
     /// Asks the manager whether `conn` is broken; `Err` with the payload if it panicked
@@ -204,14 +217,14 @@ impl<M: Manager> Shared<M> {
 
     /// A queued caller goes away before taking what it was handed.
     pub(crate) fn leave(&self, seat: &Seat<Handed<M::Connection, M::Error>>, ticket: u64) {
-        let released = self.state.lock().leave(seat, ticket);
-        self.finish(released);
+        let mut after = self.state.lock().leave(seat, ticket);
+        self.apply(&mut after);
     }
 
     /// A checked-out connection leaves the pool for good.
     pub(crate) fn detach(&self, watch: Option<usize>) {
-        let released = self.state.lock().detach(watch);
-        self.finish(released);
+        let mut after = self.state.lock().detach(watch);
+        self.apply(&mut after);
     }
 
     /// Starts the leak watch on a checkout.
@@ -224,11 +237,12 @@ impl<M: Manager> Shared<M> {
         conn.watch = Some(self.state.lock().watch(caller, since));
     }
 
-    /// Outside the lock: wake the waiter handed a connection, close one, tell the connector
-    /// and the size watchers, log.
+    /// Outside the lock, what a transition left to do: fill the seat of the waiter handed a
+    /// connection, wake, close, tell the background tasks and the size watchers, log. Drains
+    /// `after`, so the housekeeper's can be used again.
     #[inline]
-    fn finish(&self, released: Released<M::Connection, M::Error>) {
-        if let Some((seat, conn)) = released.fill {
+    pub(crate) fn apply(&self, after: &mut After<M::Connection, M::Error>) {
+        if let Some((seat, conn)) = after.fill.take() {
             match seat.fill(Ok(conn)) {
                 Ok(waker) => {
                     self.seats.give(seat);
@@ -241,22 +255,59 @@ impl<M: Manager> Shared<M> {
                 Err(Err(_)) => unreachable!("a hand-off fills a connection"),
             }
         }
-        if let Some(conn) = released.close {
-            close_quietly(conn);
+        if !after.wake.is_empty() {
+            after.wake.drain(..).for_each(Waker::wake);
         }
-        if released.wake_connector {
+        if !after.close.is_empty() {
+            self.close_all(&mut after.close);
+        }
+        if after.wake_connector {
             self.signals.connector.notify_one();
         }
-        if released.size_changed {
+        if after.wake_housekeeper {
+            self.signals.housekeeper.notify_one();
+        }
+        if after.size_changed {
             self.signals.size_changed.notify_waiters();
         }
-        if let Some(c) = released.leak_returned {
+        if after.leak_returned.is_some() || !after.leaks.is_empty() || after.expired > 0 {
+            self.log(after);
+        }
+        after.wake_connector = false;
+        after.wake_housekeeper = false;
+        after.size_changed = false;
+    }
+
+    #[cold]
+    fn close_all(&self, close: &mut Vec<Conn<M::Connection>>) {
+        if close.len() > 1 {
+            tracing::debug!(target: "pool_core", closed = close.len(), "closing connections");
+        }
+        close.drain(..).for_each(close_quietly);
+    }
+
+    #[cold]
+    fn log(&self, after: &mut After<M::Connection, M::Error>) {
+        if let Some(c) = after.leak_returned.take() {
             tracing::info!(
                 target: "pool_core",
                 checked_out_at = %c.caller,
                 held_ms = millis(rt::now().saturating_duration_since(c.since)),
                 "a connection reported as a possible leak came back"
             );
+        }
+        for (caller, held) in after.leaks.drain(..) {
+            tracing::warn!(
+                target: "pool_core",
+                checked_out_at = %caller,
+                held_ms = millis(held),
+                leak_threshold_ms = self.config.leak_threshold.map_or(0, millis),
+                "possible connection leak: checked out longer than the leak threshold"
+            );
+        }
+        if after.expired > 0 {
+            tracing::debug!(target: "pool_core", expired = after.expired, "waiters timed out");
+            after.expired = 0;
         }
     }
 
@@ -265,39 +316,146 @@ impl<M: Manager> Shared<M> {
         self.state.lock().is_closed()
     }
 
+    /// Are all connections closed and no connect in flight?
+    pub(crate) fn is_drained(&self) -> bool {
+        self.state.lock().is_drained()
+    }
+
+    /// A snapshot of sizes and the queue.
+    pub(crate) fn status(&self) -> Status {
+        self.state.lock().status()
+    }
+
+    /// The cumulative counters.
+    pub(crate) fn stats(&self) -> Stats {
+        self.state.lock().stats()
+    }
+
+    /// The fast path of a new `get()`: an idle connection if one is free and nobody queues.
+    #[inline]
+    pub(crate) fn take_idle(&self) -> Option<Conn<M::Connection>> {
+        self.state.lock().take_idle()
+    }
+
+    /// A caller comes to the lock from its queue entry: a new caller takes an idle connection
+    /// if one is free and nobody queues; otherwise it is admitted (queued, served, or refused).
+    /// `since` becomes when it first came, read from `early` or a stamp taken under the lock;
+    /// `deadline` gives its place's deadline from that; `seat` is only asked for if it queues.
+    #[inline]
+    pub(crate) fn come(
+        &self,
+        arrival: Arrival,
+        early: Option<Instant>,
+        since: &mut Option<Instant>,
+        deadline: impl FnOnce(Instant) -> Option<Instant>,
+        seat: impl FnOnce() -> Seat<Handed<M::Connection, M::Error>>,
+    ) -> Came<M::Connection, M::Error> {
+        let mut st = self.state.lock();
+        if let Arrival::New = arrival {
+            if let Some(conn) = st.take_idle() {
+                return Came::Idle(conn);
+            }
+        }
+        let now = early.unwrap_or_else(|| self.clock.stamp());
+        let since = *since.get_or_insert(now);
+        let admit = st.admit(arrival, since, seat, deadline(since));
+        Came::Admitted(admit, now)
+    }
+
+    /// `try_get()`: an idle connection if one is free and nobody queues, else `None`, the
+    /// demand noted for the connector.
+    pub(crate) fn try_admit(&self) -> Result<Option<Conn<M::Connection>>, PoolError<M::Error>> {
+        let (taken, mut after) = self.state.lock().try_admit();
+        self.apply(&mut after);
+        taken
+    }
+
+    /// A caller whose wait (begun at `since`) ends at `now` without a connection: counted as
+    /// a timeout, with the error that says what the pool looked like.
+    pub(crate) fn timed_out(&self, since: Instant, now: Instant) -> PoolError<M::Error> {
+        let mut st = self.state.lock();
+        st.count_timeout();
+        st.timeout_error(since, now)
+    }
+
+    /// A queued caller's own timer fired: what its seat holds if something is there or on its
+    /// way (`None`: a connection is on its way; it keeps waiting), else the timeout.
+    pub(crate) fn time_out_waiter(
+        &self,
+        seat: &Seat<Handed<M::Connection, M::Error>>,
+        ticket: u64,
+        since: Instant,
+        now: Instant,
+    ) -> Option<Handed<M::Connection, M::Error>> {
+        self.state.lock().time_out_waiter(seat, ticket, since, now)
+    }
+
+    /// What the connector should do next; `None` once the pool is closed.
+    pub(crate) fn next_connect(&self) -> Option<Next> {
+        let mut st = self.state.lock();
+        if st.is_closed() {
+            return None;
+        }
+        Some(st.approve_connect(rt::now()))
+    }
+
+    /// `wait_ready` begins: returns the fatal errors counted so far (see [`Shared::ready`]).
+    pub(crate) fn begin_wait_ready(&self) -> u64 {
+        let (seen, mut after) = self.state.lock().begin_wait_ready();
+        self.apply(&mut after);
+        seen
+    }
+
+    /// Where a `wait_ready` begun at `start` (with `fatal_seen` from
+    /// [`Shared::begin_wait_ready`]) stands: `None` while it should wait on.
+    pub(crate) fn ready(
+        &self,
+        fatal_seen: u64,
+        start: Instant,
+        deadline: Instant,
+    ) -> Option<Result<(), PoolError<M::Error>>> {
+        let st = self.state.lock();
+        if st.is_closed() {
+            return Some(Err(PoolError::Closed));
+        }
+        if st.is_ready() {
+            return Some(Ok(()));
+        }
+        if let Some(e) = st.fatal_since(fatal_seen) {
+            return Some(Err(PoolError::Backend(e)));
+        }
+        let now = rt::now();
+        (now >= deadline).then(|| Err(st.timeout_error(start, now)))
+    }
+
+    /// New floor and ceiling (already validated).
+    pub(crate) fn resize(&self, min_size: usize, max_size: usize) {
+        let mut after = self.state.lock().resize(min_size, max_size);
+        self.apply(&mut after);
+    }
+
     /// The background tasks were (re)started on the caller's runtime.
     pub(crate) fn background_started(&self) {
-        let up = self.signals.alive.connector();
-        self.state.lock().set_connector_down(!up);
+        if self.signals.alive.connector() {
+            self.state.lock().connector_started();
+        }
     }
 
     /// A background task's future was dropped: mark the connector down (for the timeout's
     /// reason) and wake every queued caller, so one of them starts the task again on its own
     /// runtime and none waits past its deadline for a timer that is gone.
     pub(crate) fn background_gone(&self, task: Task) {
-        let mut wake = Vec::new();
-        {
-            let mut st = self.state.lock();
-            if task == Task::Connector {
-                st.set_connector_down(true);
-            }
-            st.waiter_wakers(&mut wake);
+        let mut after = self.state.lock().background_gone(task == Task::Connector);
+        if !after.wake.is_empty() {
+            tracing::debug!(target: "pool_core", pool = %self.name, ?task, waiting = after.wake.len(), "background task gone; waking the queue to start it again");
         }
-        if !wake.is_empty() {
-            tracing::debug!(target: "pool_core", pool = %self.name, ?task, waiting = wake.len(), "background task gone; waking the queue to start it again");
-        }
-        for w in wake {
-            w.wake();
-        }
+        self.apply(&mut after);
     }
 
     /// A connect's task was dropped before it finished: its approval is given back.
     pub(crate) fn connect_abandoned(&self, approval: Approval) {
-        let wake_connector = self.state.lock().abandon_connect(approval);
-        if wake_connector {
-            self.signals.connector.notify_one();
-        }
-        self.signals.size_changed.notify_waiters();
+        let mut after = self.state.lock().abandon_connect(approval);
+        self.apply(&mut after);
     }
 
     /// The outcome of one background connect, approved by `approval`.
@@ -332,11 +490,10 @@ impl<M: Manager> Shared<M> {
         #[cfg(feature = "metrics")]
         self.metrics
             .connected(now.saturating_duration_since(started));
-        let mut wake: Vec<Waker> = Vec::new();
-        let (settled, was_full, full, ceiling) = {
+        let ((mut after, failure), was_full, full, ceiling) = {
             let mut st = self.state.lock();
             let was_full = st.server_full();
-            let settled = st.settle_connect(approval, result, started, now, &mut wake);
+            let settled = st.settle_connect(approval, result, started, now);
             (settled, was_full, st.server_full(), st.ceiling())
         };
         match (was_full, full, &failed) {
@@ -353,35 +510,28 @@ impl<M: Manager> Shared<M> {
             ),
             _ => {}
         }
-        for w in wake {
-            w.wake();
+        if let (Some(f), Some((error, class))) = (failure, failed) {
+            tracing::warn!(
+                target: "pool_core",
+                %error,
+                ?class,
+                attempt = f.attempt,
+                retry_in_ms = millis(f.retry_in),
+                waiting = f.waiting,
+                "connect failed"
+            );
         }
-        match settled {
-            Ok(released) => self.finish(released),
-            Err(f) => {
-                if let Some((error, class)) = failed {
-                    tracing::warn!(
-                        target: "pool_core",
-                        %error,
-                        ?class,
-                        attempt = f.attempt,
-                        retry_in_ms = millis(f.retry_in),
-                        waiting = f.waiting,
-                        "connect failed"
-                    );
-                }
-            }
-        }
-        self.signals.connector.notify_one();
-        self.signals.housekeeper.notify_one();
-        self.signals.size_changed.notify_waiters();
+        self.apply(&mut after);
     }
 
-    /// One housekeeping pass; returns when to look again.
-    pub(crate) fn housekeep(&self, chores: &mut Chores<M::Connection>) -> Option<Instant> {
+    /// One housekeeping pass; returns when to look again (`None`: the pool is closed).
+    pub(crate) fn housekeep(
+        &self,
+        chores: &mut Chores<M::Connection, M::Error>,
+    ) -> Option<Instant> {
         let now = self.clock.now_checked();
         let cap = now + self.config.housekeeping_interval;
-        let (at, wake_connector) = {
+        let at = {
             let mut st = self.state.lock();
             if st.is_closed() {
                 return None;
@@ -389,17 +539,11 @@ impl<M: Manager> Shared<M> {
             st.sweep_out(&mut chores.sweep);
             if !chores.sweep.is_empty() {
                 drop(st);
-                let gone = self.sweep(&mut chores.sweep, &mut chores.close);
+                let gone = self.sweep(&mut chores.sweep, &mut chores.after.close);
                 st = self.state.lock();
-                st.sweep_in(
-                    &mut chores.sweep,
-                    gone,
-                    now,
-                    &mut chores.close,
-                    &mut chores.wake,
-                );
+                st.sweep_in(&mut chores.sweep, gone, now, &mut chores.after);
             }
-            let next = st.housekeep(now, cap, chores);
+            let next = st.housekeep(now, cap, &mut chores.after);
             // Snapshots under the lock, published after it: publishing records the batched
             // zero waits, one sample per checkout served at once since the last pass.
             #[cfg(feature = "metrics")]
@@ -409,30 +553,7 @@ impl<M: Manager> Shared<M> {
             self.metrics.publish(&snapshot.0, &snapshot.1);
             next
         };
-        for w in chores.wake.drain(..) {
-            w.wake();
-        }
-        if chores.expired > 0 {
-            tracing::debug!(target: "pool_core", expired = chores.expired, "waiters timed out");
-            chores.expired = 0;
-        }
-        if !chores.close.is_empty() {
-            tracing::debug!(target: "pool_core", closed = chores.close.len(), "housekeeping closed idle or expired connections");
-            chores.close.drain(..).for_each(close_quietly);
-            self.signals.size_changed.notify_waiters();
-        }
-        if wake_connector {
-            self.signals.connector.notify_one();
-        }
-        for (caller, held) in chores.leaks.drain(..) {
-            tracing::warn!(
-                target: "pool_core",
-                checked_out_at = %caller,
-                held_ms = millis(held),
-                leak_threshold_ms = self.config.leak_threshold.map_or(0, millis),
-                "possible connection leak: checked out longer than the leak threshold"
-            );
-        }
+        self.apply(&mut chores.after);
         Some(at)
     }
 
@@ -536,47 +657,26 @@ impl<M: Manager> Shared<M> {
             self.retain_epoch.store(epoch, Ordering::Release);
             st.sweep_out(&mut swept);
         }
-        let mut close = Vec::new();
+        let mut after = After::new();
         // Every idle connection is older than this predicate: `retained` asks it (and any older
         // one the connection has not seen).
-        let gone = self.sweep(&mut swept, &mut close);
-        let mut wake = Vec::new();
-        let mut closed_meanwhile = Vec::new();
-        self.state.lock().sweep_in(
-            &mut swept,
-            gone,
-            rt::now(),
-            &mut closed_meanwhile,
-            &mut wake,
-        );
-        for w in wake {
-            w.wake();
-        }
-        let n = close.len();
-        close
-            .into_iter()
-            .chain(closed_meanwhile)
-            .for_each(close_quietly);
-        if n > 0 {
-            self.signals.size_changed.notify_waiters();
-            self.signals.connector.notify_one();
-        }
+        let gone = self.sweep(&mut swept, &mut after.close);
+        let n = after.close.len();
+        self.state
+            .lock()
+            .sweep_in(&mut swept, gone, rt::now(), &mut after);
+        self.apply(&mut after);
         n
     }
 
+    /// `Pool::close`: waiters fail, idle connections close, the background tasks stop.
     pub(crate) fn close(&self) {
-        let mut wake = Vec::new();
-        let Some(idle) = self.state.lock().close(&mut wake) else {
-            return;
-        };
-        for w in wake {
-            w.wake();
+        let mut after = self.state.lock().close();
+        let closing = after.size_changed;
+        self.apply(&mut after);
+        if closing {
+            self.publish();
         }
-        idle.into_iter().for_each(close_quietly);
-        self.publish();
-        self.signals.connector.notify_one();
-        self.signals.housekeeper.notify_one();
-        self.signals.size_changed.notify_waiters();
     }
 
     /// Publishes the gauges and counters now (the housekeeper does on every pass).

@@ -26,7 +26,7 @@ pub(crate) enum Task {
     Housekeeper,
 }
 
-/// Whether each background task is alive (set when spawned, cleared by its [`Running`]
+/// Whether each background task is alive (set when spawned, cleared by its `background::Running`
 /// guard when its future is dropped, whether it returned or its runtime shut down).
 #[derive(Debug, Default)]
 pub(crate) struct Liveness {

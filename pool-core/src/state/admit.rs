@@ -3,6 +3,9 @@
 
 use super::*;
 
+/// What `try_get()` found: an idle connection, nothing (`None`), or the pool closed.
+pub(crate) type Tried<C, E> = Result<Option<Conn<C>>, PoolError<E>>;
+
 impl<C, E> State<C, E> {
     // ---- callers ----
 
@@ -96,19 +99,23 @@ impl<C, E> State<C, E> {
     /// `try_get()`: an idle connection if nobody is queued ahead, else `None` and a note of
     /// the demand (whether to wake the connector comes second). Counted as a request only when
     /// served; never as an error.
-    pub(crate) fn try_admit(&mut self) -> (Result<Option<Conn<C>>, PoolError<E>>, bool) {
+    pub(crate) fn try_admit(&mut self) -> (Tried<C, E>, After<C, E>) {
         if self.closed {
-            return (Err(PoolError::Closed), false);
+            return (Err(PoolError::Closed), After::new());
         }
         if self.waiters.is_empty() {
             let conn = self.pop_idle();
             if let Some(conn) = conn {
                 self.requests_num += 1;
-                return (Ok(Some(conn)), false);
+                return (Ok(Some(conn)), After::new());
             }
         }
         self.tries = (self.tries + 1).min(self.max_size);
-        (Ok(None), self.wants_connect())
+        let after = After {
+            wake_connector: self.wants_connect(),
+            ..After::new()
+        };
+        (Ok(None), after)
     }
 
     /// A queued caller's own timer fired (`get_timeout` with a timeout of its own): a
@@ -146,7 +153,7 @@ impl<C, E> State<C, E> {
 
     /// A queued caller goes away (cancelled): its seat is given up, and a connection handed to it
     /// in the meantime goes on to the next waiter or the idle list.
-    pub(crate) fn leave(&mut self, seat: &Seat<Handed<C, E>>, ticket: u64) -> Released<C, E> {
+    pub(crate) fn leave(&mut self, seat: &Seat<Handed<C, E>>, ticket: u64) -> After<C, E> {
         let handed = match self.waiters.remove(seat, ticket) {
             Out::Removed => None,
             Out::Handed(handed) => Some(handed),
@@ -159,13 +166,7 @@ impl<C, E> State<C, E> {
                 let stamp = conn.stamp;
                 self.release(conn, Outcome::Healthy, stamp)
             }
-            Some(Err(_)) | None => Released {
-                fill: None,
-                close: None,
-                wake_connector: false,
-                leak_returned: None,
-                size_changed: false,
-            },
+            Some(Err(_)) | None => After::new(),
         }
     }
 }
@@ -225,7 +226,7 @@ mod tests {
             conn.taken = Some(now);
             now += Duration::from_micros(600);
             let r = st.release(conn, Outcome::Healthy, now);
-            assert!(r.fill.is_none() && r.close.is_none());
+            assert!(r.fill.is_none() && r.close.is_empty());
         }
         assert_eq!(st.stats().usage_ms, 1, "1.8 ms of use");
         let mut conn = take_idle(&mut st, now);
@@ -294,7 +295,7 @@ mod tests {
         // The second leaves after the fill: it passes the connection on to the idle list.
         assert!(seat.fill(Ok(conn)).is_ok());
         let r = st.leave(&second.seat, second.ticket);
-        assert!(r.fill.is_none() && r.close.is_none());
+        assert!(r.fill.is_none() && r.close.is_empty());
         assert_eq!(st.status().idle, 1);
     }
 
@@ -312,7 +313,7 @@ mod tests {
             panic!("the waiter was handed the connection")
         };
         let r = st.release(conn, Outcome::Lost, t0);
-        assert!(r.close.is_some());
+        assert!(!r.close.is_empty());
         let again = Arrival::Again {
             ticket: Some(queued.ticket),
         };

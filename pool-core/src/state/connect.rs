@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use std::task::Waker;
 use std::time::Duration;
 
 use super::*;
@@ -53,24 +52,34 @@ impl<C, E> State<C, E> {
 
     /// An approved connect whose task was dropped before it finished (its runtime shut down):
     /// not a failure of the server's, so no backoff; the demand it covered is open again.
-    pub(crate) fn abandon_connect(&mut self, approval: Approval) -> bool {
+    pub(crate) fn abandon_connect(&mut self, approval: Approval) -> After<C, E> {
         let Approval(()) = approval;
         self.connecting -= 1;
         self.tries = self.tries.saturating_sub(1);
         if let Some(full) = &mut self.full {
             full.probing = false;
         }
-        self.wants_connect()
+        After {
+            wake_connector: self.wants_connect(),
+            size_changed: true,
+            ..After::new()
+        }
     }
 
-    /// Whether the background connector runs (see `connector_down`).
-    pub(crate) fn set_connector_down(&mut self, down: bool) {
-        self.connector_down = down;
+    /// The background connector was (re)started.
+    pub(crate) fn connector_started(&mut self) {
+        self.connector_down = false;
     }
 
-    /// The wakers of every queued caller (they look again and find the background gone).
-    pub(crate) fn waiter_wakers(&self, wake: &mut Vec<Waker>) {
-        self.waiters.wakers(wake);
+    /// A background task is gone (`connector`: it was the connector): every queued caller is
+    /// woken to look again, find it gone and start it on its own runtime.
+    pub(crate) fn background_gone(&mut self, connector: bool) -> After<C, E> {
+        if connector {
+            self.connector_down = true;
+        }
+        let mut after = After::new();
+        self.waiters.wakers(&mut after.wake);
+        after
     }
 
     /// The outcome of an approved connect: a new connection goes to the oldest waiter or idle;
@@ -83,8 +92,7 @@ impl<C, E> State<C, E> {
         result: Result<C, (ConnectError<E>, ErrorClass)>,
         started: Instant,
         now: Instant,
-        wake: &mut Vec<Waker>,
-    ) -> Result<Released<C, E>, Failure> {
+    ) -> (After<C, E>, Option<Failure>) {
         let Approval(()) = approval;
         self.connecting -= 1;
         self.tries = self.tries.saturating_sub(1);
@@ -132,7 +140,11 @@ impl<C, E> State<C, E> {
                     taken: None,
                     watch: None,
                 });
-                Ok(self.release(conn, Outcome::Healthy, now))
+                let mut after = self.release(conn, Outcome::Healthy, now);
+                after.wake_connector = true;
+                after.wake_housekeeper = true;
+                after.size_changed = true;
+                (after, None)
             }
             Err((err, class)) => {
                 self.stats.connections_errors += 1;
@@ -146,18 +158,26 @@ impl<C, E> State<C, E> {
                 self.retry_at = Some(now + delay);
                 self.last_error_fatal = class == ErrorClass::Fatal;
                 self.lower_ceiling(class, now);
+                let mut after = After {
+                    wake_connector: true,
+                    wake_housekeeper: true,
+                    size_changed: true,
+                    ..After::new()
+                };
                 if let (ErrorClass::Fatal, ConnectError::Backend(e)) = (class, &err) {
-                    let failed = self
-                        .waiters
-                        .fail_all(|| Err(Box::new(PoolError::Backend(Arc::clone(e)))), wake);
+                    let failed = self.waiters.fail_all(
+                        || Err(Box::new(PoolError::Backend(Arc::clone(e)))),
+                        &mut after.wake,
+                    );
                     self.stats.requests_errors += failed as u64;
                 }
                 self.last_error = Some(err);
-                Err(Failure {
+                let failure = Failure {
                     attempt: self.failures,
                     retry_in: delay,
                     waiting: self.waiters.len(),
-                })
+                };
+                (after, Some(failure))
             }
         }
     }
@@ -244,11 +264,9 @@ mod tests {
             "connect_concurrency 1"
         );
         assert_eq!(st.status().connecting, 1);
-        let r = st
-            .settle_connect(a, Ok(1), now, now, &mut Vec::new())
-            .ok()
-            .unwrap();
-        assert!(r.fill.is_none() && r.close.is_none());
+        let (r, failure) = st.settle_connect(a, Ok(1), now, now);
+        assert!(failure.is_none());
+        assert!(r.fill.is_none() && r.close.is_empty());
         let _ = open(&mut st, 2, now);
         assert!(!st.wants_connect(), "floor met, nobody waiting");
         assert!(st.is_ready());
@@ -265,16 +283,15 @@ mod tests {
             Some(Stalled::NoBackgroundTask),
             "never started"
         );
-        st.set_connector_down(false);
+        st.connector_started();
         assert_eq!(st.stalled(t0), None, "room to grow, nothing asked");
         let _ = st.admit(Arrival::New, t0, || Seat::new(waker()), None);
         let Next::Connect(a) = st.approve_connect(t0) else {
             panic!()
         };
         assert_eq!(st.stalled(t0), None, "a connect is in flight");
-        let mut wake = Vec::new();
         let err = ConnectError::Backend(Arc::new(Boom));
-        let _ = st.settle_connect(a, Err((err, ErrorClass::Transient)), t0, t0, &mut wake);
+        let _ = st.settle_connect(a, Err((err, ErrorClass::Transient)), t0, t0);
         assert!(
             matches!(st.stalled(t0), Some(Stalled::BackingOff { retry_in }) if retry_in <= Duration::from_millis(10)),
             "{:?}",
@@ -284,11 +301,11 @@ mod tests {
         let Next::Connect(a) = st.approve_connect(later) else {
             panic!()
         };
-        let _ = st.settle_connect(a, Ok(1), later, later, &mut wake);
+        let _ = st.settle_connect(a, Ok(1), later, later);
         assert_eq!(st.stalled(later), Some(Stalled::AtCeiling));
-        st.set_connector_down(true);
+        let _ = st.background_gone(true);
         assert_eq!(st.stalled(later), Some(Stalled::NoBackgroundTask));
-        let _ = st.close(&mut wake);
+        let _ = st.close();
         assert_eq!(st.stalled(later), Some(Stalled::Closed));
     }
 
@@ -296,14 +313,13 @@ mod tests {
     fn a_server_full_refusal_stalls_at_the_lowered_ceiling() {
         let t0 = Instant::now();
         let mut st = state(0, 4);
-        st.set_connector_down(false);
+        st.connector_started();
         let _ = st.admit(Arrival::New, t0, || Seat::new(waker()), None);
         let Next::Connect(a) = st.approve_connect(t0) else {
             panic!()
         };
-        let mut wake = Vec::new();
         let err = ConnectError::Backend(Arc::new(Boom));
-        let _ = st.settle_connect(a, Err((err, ErrorClass::ServerFull)), t0, t0, &mut wake);
+        let _ = st.settle_connect(a, Err((err, ErrorClass::ServerFull)), t0, t0);
         let later = t0 + Duration::from_secs(3);
         assert_eq!(
             st.stalled(later),
@@ -313,14 +329,14 @@ mod tests {
         let Next::Connect(a) = st.approve_connect(later) else {
             panic!()
         };
-        let _ = st.settle_connect(a, Ok(1), later, later, &mut wake);
+        let _ = st.settle_connect(a, Ok(1), later, later);
         let _ = st.admit(Arrival::New, later, || Seat::new(waker()), None);
         let Next::Connect(a) = st.approve_connect(later + Duration::from_secs(30)) else {
             panic!()
         };
         let err = ConnectError::Backend(Arc::new(Boom));
         let when = later + Duration::from_secs(30);
-        let _ = st.settle_connect(a, Err((err, ErrorClass::ServerFull)), when, when, &mut wake);
+        let _ = st.settle_connect(a, Err((err, ErrorClass::ServerFull)), when, when);
         let after_backoff = when + Duration::from_secs(3);
         assert_eq!(
             st.stalled(after_backoff),
@@ -343,14 +359,10 @@ mod tests {
         let Next::Connect(a) = st.approve_connect(t0) else {
             panic!()
         };
-        let mut wake = Vec::new();
         let err = ConnectError::Backend(Arc::new(Boom));
-        let failure = st
-            .settle_connect(a, Err((err, ErrorClass::Fatal)), t0, t0, &mut wake)
-            .err()
-            .unwrap();
-        assert_eq!(failure.attempt, 1);
-        assert_eq!(wake.len(), 3);
+        let (after, failure) = st.settle_connect(a, Err((err, ErrorClass::Fatal)), t0, t0);
+        assert_eq!(failure.unwrap().attempt, 1);
+        assert_eq!(after.wake.len(), 3);
         for k in keys {
             assert!(matches!(
                 k.poll(&waker()).map(|h| h.map_err(|e| *e)),
@@ -383,16 +395,8 @@ mod tests {
                 }
             };
             let err = ConnectError::TimedOut(secs(1));
-            let f = st
-                .settle_connect(
-                    a,
-                    Err((err, ErrorClass::Transient)),
-                    now,
-                    now,
-                    &mut Vec::new(),
-                )
-                .err()
-                .unwrap();
+            let (_, f) = st.settle_connect(a, Err((err, ErrorClass::Transient)), now, now);
+            let f = f.unwrap();
             delays.push(f.retry_in);
         }
         let cfg = Config::default();

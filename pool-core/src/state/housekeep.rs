@@ -9,52 +9,65 @@ use super::*;
 impl<C, E> State<C, E> {
     // ---- control ----
 
-    /// New floor and ceiling (already validated). Returns whether the connector should look.
-    pub(crate) fn resize(&mut self, min_size: usize, max_size: usize) -> bool {
+    /// New floor and ceiling (already validated): the housekeeper looks again (idle above the
+    /// new ceiling closes), and the connector if the pool may grow.
+    pub(crate) fn resize(&mut self, min_size: usize, max_size: usize) -> After<C, E> {
         self.min_size = min_size;
         self.max_size = max_size;
         if self.full.is_none() {
             self.ceiling = max_size;
         }
-        self.wants_connect()
+        After {
+            wake_connector: self.wants_connect(),
+            wake_housekeeper: true,
+            ..After::new()
+        }
     }
 
-    /// Closes the pool: every waiter is failed (wakers to `wake`) and the idle connections are
-    /// returned to be closed. `None` if it was closed already.
-    pub(crate) fn close(&mut self, wake: &mut Vec<Waker>) -> Option<VecDeque<Conn<C>>> {
+    /// Closes the pool: every waiter is failed and the idle connections are closed; both
+    /// background tasks look again (and stop). Nothing to do if it was closed already.
+    pub(crate) fn close(&mut self) -> After<C, E> {
+        let mut after = After::new();
         if self.closed {
-            return None;
+            return after;
         }
         self.closed = true;
         let failed = self
             .waiters
-            .fail_all(|| Err(Box::new(PoolError::Closed)), wake);
+            .fail_all(|| Err(Box::new(PoolError::Closed)), &mut after.wake);
         self.stats.requests_errors += failed as u64;
         let n = self.idle.len();
         self.size -= n;
         self.stats.connections_closed += n as u64;
-        Some(self.idle.take_all())
+        after.close.extend(self.idle.take_all());
+        after.wake_connector = true;
+        after.wake_housekeeper = true;
+        after.size_changed = true;
+        after
     }
 
     // ---- the housekeeper ----
 
     /// One housekeeping pass: idle shrink, lifetime, the ceiling after a resize, the leak
-    /// watch, and waiters past their deadline. Fills `chores`; returns when to look again (at
-    /// most `cap`) and whether the connector should look.
+    /// watch, and waiters past their deadline. Fills `after`; returns when to look again (at
+    /// most `cap`).
     pub(crate) fn housekeep(
         &mut self,
         now: Instant,
         cap: Instant,
-        chores: &mut Chores<C>,
-    ) -> (Instant, bool) {
-        let next = self.reap(now, &mut chores.close);
-        let next = earliest(next, self.watch_leaks(now, &mut chores.leaks));
-        let before = chores.wake.len();
-        let next = earliest(next, self.expire_waiters(now, &mut chores.wake));
-        chores.expired += chores.wake.len() - before;
+        after: &mut After<C, E>,
+    ) -> Instant {
+        let closing = after.close.len();
+        let next = self.reap(now, &mut after.close);
+        let next = earliest(next, self.watch_leaks(now, &mut after.leaks));
+        let before = after.wake.len();
+        let next = earliest(next, self.expire_waiters(now, &mut after.wake));
+        after.expired += after.wake.len() - before;
         let at = next.map_or(cap, |n| n.min(cap));
         self.timer_at = Some(at);
-        (at, self.wants_connect())
+        after.wake_connector |= self.wants_connect();
+        after.size_changed |= after.close.len() > closing;
+        at
     }
 
     /// The idle sweep, first half: every idle connection moves to `out` (longest idle first)
@@ -73,15 +86,19 @@ impl<C, E> State<C, E> {
     /// them); the ones in `kept` (in `sweep_out`'s order) go to the callers that queued
     /// meanwhile, oldest first, and the rest back to the front of the idle list, where they
     /// were (they have been idle longer than any returned meanwhile). Closes them instead if
-    /// the pool closed meanwhile (into `close`). Wakers of served callers go to `wake`.
+    /// the pool closed meanwhile. Fills `after` (what to close, whom to wake).
     pub(crate) fn sweep_in(
         &mut self,
         kept: &mut Vec<Conn<C>>,
         gone: Gone,
         now: Instant,
-        close: &mut Vec<Conn<C>>,
-        wake: &mut Vec<Waker>,
+        after: &mut After<C, E>,
     ) {
+        let (close, wake) = (&mut after.close, &mut after.wake);
+        if gone.lost + gone.retired > 0 {
+            after.size_changed = true;
+            after.wake_connector = true;
+        }
         let removed = gone.lost + gone.retired;
         self.sweeping -= kept.len() + removed;
         self.size -= removed;
@@ -91,6 +108,7 @@ impl<C, E> State<C, E> {
         if self.closed {
             self.size -= kept.len();
             self.stats.connections_closed += kept.len() as u64;
+            after.size_changed |= !kept.is_empty();
             close.append(kept);
             return;
         }
@@ -245,9 +263,9 @@ mod tests {
     fn the_timer_expires_waiters_in_order_and_asks_to_be_woken_only_when_earlier() {
         let t0 = Instant::now();
         let mut st = state(0, 1);
-        let mut chores = Chores::new();
+        let mut after = After::new();
         // The housekeeper sleeps until its cap, 1 s from now.
-        let (at, _) = st.housekeep(t0, t0 + secs(1), &mut chores);
+        let at = st.housekeep(t0, t0 + secs(1), &mut after);
         assert_eq!(at, t0 + secs(1));
         let admit = |st: &mut S, deadline| match st.admit(
             Arrival::New,
@@ -267,18 +285,18 @@ mod tests {
         let (_, woke) = admit(&mut st, t0 + secs(30));
         assert!(!woke);
         let mut st2 = state(0, 1);
-        let _ = st2.housekeep(t0, t0 + secs(1), &mut chores);
+        let _ = st2.housekeep(t0, t0 + secs(1), &mut after);
         let (_, woke) = admit(&mut st2, t0 + Duration::from_millis(100));
         assert!(woke, "earlier than the timer's next look");
         let (_, woke) = admit(&mut st2, t0 + Duration::from_millis(200));
         assert!(!woke, "the timer already looks before this one");
 
         // The housekeeper now sleeps until the head's deadline, and expires it there.
-        let (at, _) = st.housekeep(t0 + secs(29), t0 + secs(60), &mut chores);
+        let at = st.housekeep(t0 + secs(29), t0 + secs(60), &mut after);
         assert_eq!(at, t0 + secs(30));
-        let (_, _) = st.housekeep(t0 + secs(30), t0 + secs(60), &mut chores);
-        assert_eq!(chores.expired, 2);
-        assert_eq!(chores.wake.len(), 2);
+        let _ = st.housekeep(t0 + secs(30), t0 + secs(60), &mut after);
+        assert_eq!(after.expired, 2);
+        assert_eq!(after.wake.len(), 2);
         match late.poll(&waker()).map(|h| h.map_err(|e| *e)) {
             Some(Err(PoolError::Timeout(t))) => {
                 assert_eq!(t.waited, secs(30));
@@ -305,21 +323,23 @@ mod tests {
         for raw in 0..3 {
             let _ = open(&mut st, raw, t0);
         }
-        let mut chores = Chores::new();
-        let (next, _) = st.housekeep(t0 + secs(5), t0 + secs(60), &mut chores);
+        let mut after = After::new();
+        let next = st.housekeep(t0 + secs(5), t0 + secs(60), &mut after);
         assert_eq!(next, t0 + secs(10));
-        assert!(chores.close.is_empty());
-        let _ = st.housekeep(t0 + secs(10), t0 + secs(60), &mut chores);
-        assert_eq!(chores.close.len(), 2, "down to the floor");
+        assert!(after.close.is_empty());
+        let _ = st.housekeep(t0 + secs(10), t0 + secs(60), &mut after);
+        assert_eq!(after.close.len(), 2, "down to the floor");
         assert_eq!(st.status().size, 1);
-        chores.close.clear();
+        after.close.clear();
         // Past its lifetime (jitter up to 5 %): at the floor it stays until replaced.
-        let (_, wake_connector) = st.housekeep(t0 + secs(100), t0 + secs(200), &mut chores);
-        assert!(chores.close.is_empty());
+        after.wake_connector = false;
+        let _ = st.housekeep(t0 + secs(100), t0 + secs(200), &mut after);
+        let wake_connector = after.wake_connector;
+        assert!(after.close.is_empty());
         assert!(wake_connector, "a replacement is wanted");
         let _ = open(&mut st, 9, t0 + secs(100));
-        let _ = st.housekeep(t0 + secs(100), t0 + secs(200), &mut chores);
-        assert_eq!(chores.close.len(), 1, "the expired one goes once replaced");
+        let _ = st.housekeep(t0 + secs(100), t0 + secs(200), &mut after);
+        assert_eq!(after.close.len(), 1, "the expired one goes once replaced");
         assert_eq!(st.status().size, 1);
     }
 
@@ -332,14 +352,14 @@ mod tests {
         }
         let first = take_idle(&mut st, t0);
         let second = take_idle(&mut st, t0);
-        assert!(!st.resize(0, 1));
-        let mut chores = Chores::new();
-        let _ = st.housekeep(t0, t0 + secs(1), &mut chores);
-        assert_eq!(chores.close.len(), 1, "the idle one closed: size 3 -> 2");
+        assert!(!st.resize(0, 1).wake_connector);
+        let mut after = After::new();
+        let _ = st.housekeep(t0, t0 + secs(1), &mut after);
+        assert_eq!(after.close.len(), 1, "the idle one closed: size 3 -> 2");
         let r = st.release(first, Outcome::Healthy, t0);
-        assert!(r.close.is_some(), "over the ceiling: closed on return");
+        assert!(!r.close.is_empty(), "over the ceiling: closed on return");
         let r = st.release(second, Outcome::Healthy, t0);
-        assert!(r.close.is_none(), "at the ceiling: kept");
+        assert!(r.close.is_empty(), "at the ceiling: kept");
         let s = st.status();
         assert_eq!((s.size, s.idle), (1, 1));
     }
@@ -363,27 +383,30 @@ mod tests {
             panic!()
         };
 
-        let mut wake = Vec::new();
-        let idle = st.close(&mut wake).expect("first close");
-        assert_eq!(idle.len(), 1);
-        assert!(st.close(&mut wake).is_none(), "closing twice does nothing");
-        assert!(st.release(held, Outcome::Healthy, t0).close.is_some());
+        let closed = st.close();
+        assert_eq!(closed.close.len(), 1);
+        let again = st.close();
+        assert!(
+            again.close.is_empty() && !again.size_changed && !again.wake_housekeeper,
+            "closing twice does nothing"
+        );
+        assert!(!st.release(held, Outcome::Healthy, t0).close.is_empty());
         assert!(st.is_drained());
         assert!(matches!(
             st.admit(Arrival::New, t0, || Seat::new(waker()), None),
             Admit::Refused(PoolError::Closed)
         ));
 
-        let _ = st_waiting.close(&mut wake);
-        assert_eq!(wake.len(), 1);
+        let closed = st_waiting.close();
+        assert_eq!(closed.wake.len(), 1);
         assert!(matches!(
             queued.seat.poll(&waker()).map(|h| h.map_err(|e| *e)),
             Some(Err(PoolError::Closed))
         ));
-        assert!(st_waiting
+        assert!(!st_waiting
             .release(held_w, Outcome::Healthy, t0)
             .close
-            .is_some());
+            .is_empty());
         assert_eq!(st_waiting.stats().connections_closed, 1);
     }
 
@@ -407,7 +430,7 @@ mod tests {
         // 2 is broken; meanwhile a connection opened at t0+10 was returned.
         let _broken = out.remove(1);
         let _ = open(&mut st, 4, t0 + secs(10));
-        let (mut close, mut wake) = (Vec::new(), Vec::new());
+        let mut after = After::new();
         st.sweep_in(
             &mut out,
             Gone {
@@ -415,10 +438,9 @@ mod tests {
                 retired: 0,
             },
             t0 + secs(11),
-            &mut close,
-            &mut wake,
+            &mut after,
         );
-        assert!(out.is_empty() && close.is_empty() && wake.is_empty());
+        assert!(out.is_empty() && after.close.is_empty() && after.wake.is_empty());
         let s = st.status();
         assert_eq!((s.size, s.idle), (3, 3));
         let stats = st.stats();
@@ -449,15 +471,9 @@ mod tests {
         };
         assert!(!wake_connector, "the swept connection covers it");
         assert!(matches!(st.approve_connect(t0), Next::Sleep));
-        let (mut close, mut wake) = (Vec::new(), Vec::new());
-        st.sweep_in(
-            &mut out,
-            Gone::default(),
-            t0 + secs(2),
-            &mut close,
-            &mut wake,
-        );
-        assert_eq!(wake.len(), 1, "the waiter is woken");
+        let mut after = After::new();
+        st.sweep_in(&mut out, Gone::default(), t0 + secs(2), &mut after);
+        assert_eq!(after.wake.len(), 1, "the waiter is woken");
         let Some(Ok(conn)) = queued.seat.poll(&waker()) else {
             panic!("the waiter was handed the swept connection")
         };
@@ -474,11 +490,11 @@ mod tests {
         let _ = open(&mut st, 2, t0);
         let mut out = Vec::new();
         st.sweep_out(&mut out);
-        let idle = st.close(&mut Vec::new()).expect("first close");
-        assert!(idle.is_empty());
-        let (mut close, mut wake) = (Vec::new(), Vec::new());
-        st.sweep_in(&mut out, Gone::default(), t0, &mut close, &mut wake);
-        assert_eq!(close.len(), 2);
+        let closed = st.close();
+        assert!(closed.close.is_empty());
+        let mut after = After::new();
+        st.sweep_in(&mut out, Gone::default(), t0, &mut after);
+        assert_eq!(after.close.len(), 2);
         assert!(st.is_drained());
         assert_eq!(st.stats().connections_closed, 2);
     }

@@ -31,7 +31,6 @@
 //! - Every closed connection is counted once in `connections_closed`; a detached one
 //!   (`Object::take`) leaves `size` without being counted as closed.
 
-use std::collections::VecDeque;
 use std::panic::Location;
 use std::sync::Arc;
 use std::task::Waker;
@@ -198,21 +197,47 @@ pub(crate) enum Outcome {
     Discarded,
 }
 
-/// What to do after [`State::release`] (and the other transitions that free a connection),
-/// outside the lock.
+/// What to do once the lock is released: the one value every transition hands back (beside
+/// its result, if it has one) or fills (the housekeeper's, reused pass after pass), applied in
+/// one place, `Shared::apply`. Nothing in it allocates until a transition puts something in.
 #[must_use]
-pub(crate) struct Released<C, E> {
-    /// The oldest waiter's seat, popped from the queue, and the connection to fill it with
-    /// once the lock is released.
+pub(crate) struct After<C, E> {
+    /// The oldest waiter's seat, popped from the queue, and the connection to fill it with.
     pub(crate) fill: Option<Fill<C, E>>,
-    /// The connection to close.
-    pub(crate) close: Option<Conn<C>>,
-    /// The pool wants a connection opened (a replacement for the waiters or the floor).
-    pub(crate) wake_connector: bool,
+    /// Connections to close.
+    pub(crate) close: Vec<Conn<C>>,
+    /// Tasks to wake (waiters handed a connection or an error by the transition itself).
+    pub(crate) wake: Vec<Waker>,
+    /// Checkouts held past the leak threshold, to report.
+    pub(crate) leaks: Vec<(&'static Location<'static>, Duration)>,
     /// A checkout reported as a possible leak has come back.
     pub(crate) leak_returned: Option<Checkout>,
+    /// Waiters timed out by the pool-wide timer, to log.
+    pub(crate) expired: usize,
+    /// The pool wants a connection opened (a replacement for the waiters or the floor).
+    pub(crate) wake_connector: bool,
+    /// The housekeeper should look again (a new deadline, a new configuration).
+    pub(crate) wake_housekeeper: bool,
     /// The pool's size changed.
     pub(crate) size_changed: bool,
+}
+
+impl<C, E> After<C, E> {
+    /// Nothing to do.
+    #[inline]
+    pub(crate) const fn new() -> Self {
+        After {
+            fill: None,
+            close: Vec::new(),
+            wake: Vec::new(),
+            leaks: Vec::new(),
+            leak_returned: None,
+            expired: 0,
+            wake_connector: false,
+            wake_housekeeper: false,
+            size_changed: false,
+        }
+    }
 }
 
 /// The right to run one connect, from [`State::approve_connect`] to
@@ -247,25 +272,19 @@ pub(crate) struct Gone {
     pub(crate) retired: usize,
 }
 
-/// What the housekeeping pass found, moved out to be closed, logged and woken outside the
-/// lock. Kept by the housekeeper and reused, so a pass allocates nothing once warm.
-pub(crate) struct Chores<C> {
+/// The housekeeper's buffers, kept and reused, so a pass allocates nothing once warm.
+pub(crate) struct Chores<C, E> {
     /// Idle connections out for the sweep's `has_broken` look.
     pub(crate) sweep: Vec<Conn<C>>,
-    pub(crate) close: Vec<Conn<C>>,
-    pub(crate) leaks: Vec<(&'static Location<'static>, Duration)>,
-    pub(crate) wake: Vec<Waker>,
-    pub(crate) expired: usize,
+    /// What the pass found to do once unlocked (drained by `Shared::apply`).
+    pub(crate) after: After<C, E>,
 }
 
-impl<C> Chores<C> {
+impl<C, E> Chores<C, E> {
     pub(crate) fn new() -> Self {
         Chores {
             sweep: Vec::new(),
-            close: Vec::new(),
-            leaks: Vec::new(),
-            wake: Vec::new(),
-            expired: 0,
+            after: After::new(),
         }
     }
 }
@@ -373,11 +392,15 @@ impl<C, E> State<C, E> {
     /// `wait_ready` begins: after a fatal error the floor gets an attempt of its own now (as a
     /// new caller does). Returns the fatal errors counted so far, for [`State::fatal_since`],
     /// and whether the connector should look.
-    pub(crate) fn begin_wait_ready(&mut self) -> (u64, bool) {
+    pub(crate) fn begin_wait_ready(&mut self) -> (u64, After<C, E>) {
         if self.last_error_fatal {
             self.retry_at = None;
         }
-        (self.stats.connections_errors_fatal, self.wants_connect())
+        let after = After {
+            wake_connector: self.wants_connect(),
+            ..After::new()
+        };
+        (self.stats.connections_errors_fatal, after)
     }
 
     /// The fatal connect error that ended a wait for the floor: one counted after `seen`

@@ -45,7 +45,7 @@ pub(super) fn state(min: usize, max: usize) -> S {
 
 /// Approves and settles one successful connect, raising the floor for it if nothing
 /// else asks for one.
-pub(super) fn open(st: &mut S, raw: u32, now: Instant) -> Released<u32, Boom> {
+pub(super) fn open(st: &mut S, raw: u32, now: Instant) -> After<u32, Boom> {
     let s = st.status();
     if !st.wants_connect() {
         let _ = st.resize(s.size + 1, s.max_size);
@@ -54,8 +54,9 @@ pub(super) fn open(st: &mut S, raw: u32, now: Instant) -> Released<u32, Boom> {
         panic!("no connect approved: {:?}", st.status())
     };
     let _ = st.resize(s.min_size, s.max_size);
-    st.settle_connect(a, Ok(raw), now, now, &mut Vec::new())
-        .expect("a successful connect")
+    let (after, failure) = st.settle_connect(a, Ok(raw), now, now);
+    assert!(failure.is_none(), "a successful connect");
+    after
 }
 
 /// A pool of one: its connection checked out, and a caller queued for it.
