@@ -9,7 +9,7 @@
 //! is queued and a connection is idle
 //! ([`State::take_idle`](crate::state::State::take_idle)) it leaves with it,
 //! having read no clock; the checkout takes one stamp afterwards (a coarse read of a few
-//! nanoseconds, see [`rt::Clock`]). Otherwise, under the same lock, it takes a stamp and a
+//! nanoseconds, see [`clock::Clock`]). Otherwise, under the same lock, it takes a stamp and a
 //! place in the FIFO queue
 //! ([`State::admit`](crate::state::State::admit)) with its waker already in its seat and, if
 //! the pool may grow, wakes the connector. While callers queue, the next caller takes its
@@ -23,7 +23,7 @@
 //! waits for it, and a caller that goes away marks the seat left, so the connection comes back
 //! to the pool. A queued caller reads no clock again: the connection it is handed carries the
 //! moment of the hand-off, which ends its wait. A deadline set from a stamp is padded by the
-//! stamp's possible lag ([`rt::Clock::deadline`]), so a wait never times out early.
+//! stamp's possible lag ([`clock::Clock::deadline`]), so a wait never times out early.
 //!
 //! **Timeouts.** Under the pool-wide `wait_timeout` (every `get()`), the waiter's deadline
 //! sits in its place in the queue and the housekeeper's single timer fails it there, in queue
@@ -59,13 +59,14 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use crate::clock::{self, Instant};
 use crate::config::CheckPolicy;
 use crate::conn::Conn;
 use crate::error::PoolError;
 use crate::hooks::Stage;
 use crate::manager::Manager;
 use crate::object::Object;
-use crate::rt::{self, Instant};
+use crate::rt;
 use crate::seats::Seat;
 use crate::shared::{Came, Links, Shared};
 use crate::state::{Admit, Arrival, Handed, Outcome};
@@ -278,7 +279,7 @@ async fn prepare<M: Manager>(
                 Object::lose(obj);
                 return Prepared::Failed {
                     start,
-                    end: rt::now(),
+                    end: clock::now(),
                 };
             }
             Err(_) => {
@@ -286,7 +287,7 @@ async fn prepare<M: Manager>(
                 Object::lose(obj);
                 return Prepared::Failed {
                     start,
-                    end: rt::now(),
+                    end: clock::now(),
                 };
             }
         }
@@ -310,11 +311,11 @@ async fn prepare<M: Manager>(
             Object::discard(obj);
             return Prepared::Failed {
                 start,
-                end: rt::now(),
+                end: clock::now(),
             };
         }
     }
-    Prepared::Out(obj, (start, rt::now()))
+    Prepared::Out(obj, (start, clock::now()))
 }
 
 /// `try_get()`: an idle connection if one is free and nobody is queued, else `None` at once
@@ -537,7 +538,7 @@ impl<'a, M: Manager> Entry<'a, M> {
     /// waiting for it).
     fn time_out(&mut self) -> Option<Next<M>> {
         let since = self.since.expect("a timed caller has a start");
-        let now = rt::now();
+        let now = clock::now();
         let handed = match &self.seat {
             Some((seat, ticket)) => self.shared.time_out_waiter(seat, *ticket, since, now)?,
             None => Err(Box::new(self.shared.timed_out(since, now))),

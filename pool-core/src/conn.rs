@@ -1,7 +1,7 @@
 //! The connection record: a connection with the pool's bookkeeping, boxed once when it is
 //! opened.
 
-use crate::rt::Instant;
+use crate::clock::Instant;
 use crate::stats::ConnectionInfo;
 
 /// A connection with the pool's bookkeeping, boxed once when it is opened: the record moves

@@ -20,12 +20,12 @@ use tracing::Instrument;
 use crate::error::ConnectError;
 use crate::hooks::Stage;
 use crate::manager::Manager;
-use crate::rt;
 use crate::shared::Shared;
 use crate::signals::Signals;
 use crate::state::{Approval, Next};
 use crate::stats::ConnectionInfo;
 use crate::unwind::{catch_panic, close_quietly};
+use crate::{clock, rt};
 
 pub(crate) async fn run<M: Manager>(pool: Weak<Shared<M>>, signals: Arc<Signals>) {
     loop {
@@ -62,7 +62,7 @@ async fn connect_one<M: Manager>(shared: Arc<Shared<M>>, approval: Approval) {
 
 async fn connect_and_settle<M: Manager>(mut guard: Abandon<M>) {
     let shared = Arc::clone(&guard.shared);
-    let started = rt::now();
+    let started = clock::now();
     let limit = shared.config.connect_timeout;
     let result = match rt::timeout(limit, catch_panic(shared.manager.connect())).await {
         Ok(Ok(Ok(conn))) => Ok(conn),
@@ -72,7 +72,7 @@ async fn connect_and_settle<M: Manager>(mut guard: Abandon<M>) {
     };
     let result = match result {
         Ok(mut conn) if shared.hooks.has(Stage::AfterConnect) => {
-            let now = rt::now().to_tokio();
+            let now = clock::now().to_tokio();
             // Not numbered yet: the pool numbers it when it is settled.
             let info = ConnectionInfo {
                 id: 0,

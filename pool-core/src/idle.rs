@@ -86,7 +86,7 @@ impl<C> Idle<C> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rt::Instant;
+    use crate::clock::Instant;
 
     fn conn(n: u32) -> Conn<u32> {
         Conn::for_tests(n, Instant::now())

@@ -79,13 +79,16 @@
 //! | `hooks.rs` | the one runner of all three hook stages: in order added, each under `hook_timeout`, in its span, a panic caught, logged, the connection discarded on failure |
 //! | `unwind.rs` | keeping a panic in code the pool calls where it belongs: `catch_panic`, `panic_message`, `close_quietly` |
 //! | `housekeeping.rs` | the idle sweep (`has_broken` on idle connections), idle shrink, lifetime, leak reports, and the one timer that expires waiters |
-//! | `rt.rs` | all coupling to Tokio: spawn, the clock, sleeps and timeouts; the engine's `Instant` (integer nanoseconds, tokio's instant only at timers and the public API); the hot path's coarse stamps and when they give way to exact reads (a paused or moved runtime clock) |
+//! | `clock.rs` | time: the engine's `Instant` (integer nanoseconds, tokio's instant only at timers and the public API); the hot path's coarse stamps and when they give way to exact reads (a paused or moved runtime clock) |
+//! | `rt.rs` | the coupling to Tokio's runtime: spawn, timeouts and timers |
+//! | `signals.rs` | what wakes the background tasks (and the size watchers), and whether each task is alive |
 //! | `sync.rs` | the lock (a spin lock that yields, released by a plain store: cache-line-aligned as `Mutex`, unaligned as `Lock` for the seats), behind a facade so it can be swapped and measured; each thread's shard |
 //! | `config.rs`, `env.rs` | the configuration, its validation, and the environment table |
 //! | `error.rs`, `stats.rs` | errors that carry the pool's status; `status()` and `stats()` |
 
 mod acquire;
 mod background;
+mod clock;
 mod config;
 mod conn;
 mod connector;

@@ -13,9 +13,9 @@ use crate::error::{ConfigError, PoolError};
 use crate::hooks::{HookFuture, Hooks, Stage};
 use crate::manager::Manager;
 use crate::object::Object;
-use crate::rt;
 use crate::shared::{Links, Shared};
 use crate::stats::{ConnectionInfo, Stats, Status};
+use crate::{clock, rt};
 
 /// An elastic connection pool: between `min_size` and `max_size` connections, growing on
 /// demand in the background and shrinking idle connections back to the floor.
@@ -158,7 +158,7 @@ impl<M: Manager> Pool<M> {
     /// Cancel-safe: it only observes the pool.
     pub async fn wait_ready(&self, timeout: Duration) -> Result<(), PoolError<M::Error>> {
         self.shared.ensure_running();
-        let start = rt::now();
+        let start = clock::now();
         let deadline = start + timeout;
         let fatal_seen = self.shared.begin_wait_ready();
         loop {

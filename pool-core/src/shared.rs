@@ -5,7 +5,7 @@
 //!
 //! One mutex ([`crate::sync::Mutex`]) guards [`State`], and only this file takes it: the
 //! `get()` path, the facade, the connector and the housekeeper call `Shared`'s methods. Every
-//! method follows the same shape: take a stamp if needed (before the lock; [`rt::Clock`]),
+//! method follows the same shape: take a stamp if needed (before the lock; [`clock::Clock`]),
 //! lock, take one transition, unlock, then apply the [`After`] the transition handed back
 //! ([`Shared::apply`], the one place that fills a waiter's seat, wakes, closes, nudges the
 //! background tasks and logs). The lock is never held across an `.await`, a call into the
@@ -34,13 +34,14 @@ use std::task::Waker;
 
 use tokio::sync::Notify;
 
+use crate::clock::{self, Instant};
 use crate::config::Config;
 use crate::conn::Conn;
 use crate::error::ConnectError;
 use crate::error::PoolError;
 use crate::hooks::{Hooks, Stage};
 use crate::manager::{ErrorClass, Manager};
-use crate::rt::{self, Instant};
+use crate::rt;
 use crate::seats::{Seat, SeatStore};
 use crate::signals::{Liveness, Signals, Task};
 use crate::state::{Admit, After, Approval, Arrival, Chores, Gone, Handed, Next, Outcome, State};
@@ -62,8 +63,8 @@ pub(crate) struct Shared<M: Manager> {
     /// Seats filled on the hot path, for reuse by the next callers to queue.
     pub(crate) seats: SeatStore<Handed<M::Connection, M::Error>>,
     pub(crate) signals: Arc<Signals>,
-    /// Stamps for checkouts, returns and arrivals (see [`rt::Clock`]).
-    pub(crate) clock: rt::Clock,
+    /// Stamps for checkouts, returns and arrivals (see [`clock::Clock`]).
+    pub(crate) clock: clock::Clock,
     /// Live `Pool` handles; the last one to go closes the pool.
     pub(crate) handles: AtomicUsize,
     /// A hint, not state: the last caller that came to the lock had to queue (set) or found a
@@ -145,7 +146,7 @@ impl<M: Manager> Shared<M> {
                 shutdown: AtomicBool::new(false),
                 alive: Liveness::default(),
             }),
-            clock: rt::Clock::new(),
+            clock: clock::Clock::new(),
             handles: AtomicUsize::new(1),
             queueing: AtomicBool::new(false),
             retain_epoch: AtomicU64::new(0),
@@ -292,7 +293,7 @@ impl<M: Manager> Shared<M> {
             tracing::info!(
                 target: "pool_core",
                 checked_out_at = %c.caller,
-                held_ms = millis(rt::now().saturating_duration_since(c.since)),
+                held_ms = millis(clock::now().saturating_duration_since(c.since)),
                 "a connection reported as a possible leak came back"
             );
         }
@@ -396,7 +397,7 @@ impl<M: Manager> Shared<M> {
         if st.is_closed() {
             return None;
         }
-        Some(st.approve_connect(rt::now()))
+        Some(st.approve_connect(clock::now()))
     }
 
     /// `wait_ready` begins: returns the fatal errors counted so far (see [`Shared::ready`]).
@@ -424,7 +425,7 @@ impl<M: Manager> Shared<M> {
         if let Some(e) = st.fatal_since(fatal_seen) {
             return Some(Err(PoolError::Backend(e)));
         }
-        let now = rt::now();
+        let now = clock::now();
         (now >= deadline).then(|| Err(st.timeout_error(start, now)))
     }
 
@@ -486,7 +487,7 @@ impl<M: Manager> Shared<M> {
             (err, class)
         });
         let failed = result.as_ref().err().cloned();
-        let now = rt::now();
+        let now = clock::now();
         #[cfg(feature = "metrics")]
         self.metrics
             .connected(now.saturating_duration_since(started));
@@ -664,7 +665,7 @@ impl<M: Manager> Shared<M> {
         let n = after.close.len();
         self.state
             .lock()
-            .sweep_in(&mut swept, gone, rt::now(), &mut after);
+            .sweep_in(&mut swept, gone, clock::now(), &mut after);
         self.apply(&mut after);
         n
     }

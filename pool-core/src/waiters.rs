@@ -38,7 +38,7 @@
 use std::collections::VecDeque;
 use std::task::Waker;
 
-use crate::rt::Instant;
+use crate::clock::Instant;
 use crate::seats::Seat;
 
 /// A place in line: a waiting caller's, or, emptied (`seat: None`), one whose caller has gone.
@@ -330,7 +330,7 @@ mod tests {
     use std::time::Duration;
 
     use super::{Out, Waiters};
-    use crate::rt::Instant;
+    use crate::clock::Instant;
     use crate::seats::Seat;
 
     struct Flag(std::sync::atomic::AtomicBool);

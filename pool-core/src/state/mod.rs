@@ -36,12 +36,12 @@ use std::sync::Arc;
 use std::task::Waker;
 use std::time::Duration;
 
+use crate::clock::Instant;
 use crate::config::{Config, QueueMode};
 use crate::conn::{Conn, Record};
 use crate::error::{ConnectError, PoolError, Stalled, TimeoutError};
 use crate::idle::Idle;
 use crate::manager::ErrorClass;
-use crate::rt::Instant;
 use crate::seats::Seat;
 use crate::slab::Slab;
 use crate::stats::{millis, Stats, Status};
