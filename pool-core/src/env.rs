@@ -22,6 +22,8 @@ pub struct EnvVar {
     pub expects: &'static str,
     /// Parses the value and sets the field; the error says what is wrong with the value.
     apply: fn(&mut Config, &str) -> Result<(), String>,
+    /// The field's value, as this variable would be written.
+    show: fn(&Config) -> Shown,
 }
 
 impl EnvVar {
@@ -29,6 +31,18 @@ impl EnvVar {
     #[cfg_attr(not(feature = "serde"), allow(dead_code))]
     pub(crate) fn set(&self, config: &mut Config, value: &str) -> Result<(), String> {
         (self.apply)(config, value)
+    }
+
+    /// The field's value in `config`, written as this variable takes it (`5m`, `off`,
+    /// `always`, `lifo`, `on`, a number): what `{prefix}_{suffix}` would be set to for this
+    /// configuration.
+    pub fn value_in(&self, config: &Config) -> String {
+        (self.show)(config).to_string()
+    }
+
+    #[cfg_attr(not(feature = "serde"), allow(dead_code))]
+    pub(crate) fn shown(&self, config: &Config) -> Shown {
+        (self.show)(config)
     }
 }
 
@@ -42,124 +56,164 @@ impl std::fmt::Debug for EnvVar {
     }
 }
 
-/// Every variable [`Config::from_env`] and [`Config::with_env_lookup`] read, with the field
-/// each sets and what it takes.
-pub const ENV_VARS: &[EnvVar] = &[
-    EnvVar {
-        suffix: "MIN",
-        field: "min_size",
-        expects: "a whole number",
-        apply: |c, v| count(v).map(|x| c.min_size = x),
-    },
-    EnvVar {
-        suffix: "MAX",
-        field: "max_size",
-        expects: "a whole number, at least 1",
-        apply: |c, v| count(v).map(|x| c.max_size = x),
-    },
-    EnvVar {
-        suffix: "MAX_IDLE",
-        field: "max_idle",
-        expects: "seconds (e.g. 300 or 0.5), or 'off'",
-        apply: |c, v| optional(v, seconds).map(|x| c.max_idle = x),
-    },
-    EnvVar {
-        suffix: "MAX_LIFETIME",
-        field: "max_lifetime",
-        expects: "seconds, or 'off'",
-        apply: |c, v| optional(v, seconds).map(|x| c.max_lifetime = x),
-    },
-    EnvVar {
-        suffix: "MAX_USES",
-        field: "max_uses",
-        expects: "a whole number, at least 1, or 'off'",
-        apply: |c, v| optional(v, count).map(|x| c.max_uses = x.map(|n| n as u64)),
-    },
-    EnvVar {
-        suffix: "WAIT_TIMEOUT",
-        field: "wait_timeout",
-        expects: "seconds, or 'off' to wait forever",
-        apply: |c, v| optional(v, seconds).map(|x| c.wait_timeout = x),
-    },
-    EnvVar {
-        suffix: "CONNECT_TIMEOUT",
-        field: "connect_timeout",
-        expects: "seconds",
-        apply: |c, v| seconds(v).map(|x| c.connect_timeout = x),
-    },
-    EnvVar {
-        suffix: "CHECK",
-        field: "check",
-        expects: "'always', 'never', or seconds of idleness after which to check",
-        apply: |c, v| check_policy(v).map(|x| c.check = x),
-    },
-    EnvVar {
-        suffix: "CHECK_TIMEOUT",
-        field: "check_timeout",
-        expects: "seconds",
-        apply: |c, v| seconds(v).map(|x| c.check_timeout = x),
-    },
-    EnvVar {
-        suffix: "QUEUE",
-        field: "queue_mode",
-        expects: "'lifo' or 'fifo'",
-        apply: |c, v| queue_mode(v).map(|x| c.queue_mode = x),
-    },
-    EnvVar {
-        suffix: "MAX_WAITING",
-        field: "max_waiting",
-        expects: "a whole number, or 'off'",
-        apply: |c, v| optional(v, count).map(|x| c.max_waiting = x),
-    },
-    EnvVar {
-        suffix: "CONNECT_CONCURRENCY",
-        field: "connect_concurrency",
-        expects: "a whole number, at least 1",
-        apply: |c, v| count(v).map(|x| c.connect_concurrency = x),
-    },
-    EnvVar {
-        suffix: "LEAK_THRESHOLD",
-        field: "leak_threshold",
-        expects: "seconds, or 'off'",
-        apply: |c, v| optional(v, seconds).map(|x| c.leak_threshold = x),
-    },
-    EnvVar {
-        suffix: "BACKOFF_BASE",
-        field: "backoff_base",
-        expects: "seconds",
-        apply: |c, v| seconds(v).map(|x| c.backoff_base = x),
-    },
-    EnvVar {
-        suffix: "BACKOFF_CAP",
-        field: "backoff_cap",
-        expects: "seconds",
-        apply: |c, v| seconds(v).map(|x| c.backoff_cap = x),
-    },
-    EnvVar {
-        suffix: "SLOW_ACQUIRE_THRESHOLD",
-        field: "slow_acquire_threshold",
-        expects: "seconds, or 'off'",
-        apply: |c, v| optional(v, seconds).map(|x| c.slow_acquire_threshold = x),
-    },
-    EnvVar {
-        suffix: "HOUSEKEEPING_INTERVAL",
-        field: "housekeeping_interval",
-        expects: "seconds",
-        apply: |c, v| seconds(v).map(|x| c.housekeeping_interval = x),
-    },
-    EnvVar {
-        suffix: "HOOK_TIMEOUT",
-        field: "hook_timeout",
-        expects: "seconds",
-        apply: |c, v| seconds(v).map(|x| c.hook_timeout = x),
-    },
-    EnvVar {
-        suffix: "ADAPTIVE_CEILING",
-        field: "adaptive_ceiling",
-        expects: "'on' or 'off'",
-        apply: |c, v| switch(v).map(|x| c.adaptive_ceiling = x),
-    },
-];
+/// The one table of configuration fields: each [`Config`] field with its environment
+/// variable's suffix and what it takes. It drives [`ENV_VARS`] (the environment and serde
+/// both ways, and the README's table, which `tests/docs_tables.rs` compares with it) and the
+/// builder's setters: a new field is added to [`Config`] (with its default and validation)
+/// and here, nowhere else.
+macro_rules! config_fields {
+    ($then:ident) => {
+        $then! {
+            min_size: usize = "MIN", "a whole number";
+            max_size: usize = "MAX", "a whole number, at least 1";
+            max_idle: Option<Duration> = "MAX_IDLE", "seconds (e.g. 300 or 0.5), or 'off'";
+            max_lifetime: Option<Duration> = "MAX_LIFETIME", "seconds, or 'off'";
+            max_uses: Option<u64> = "MAX_USES", "a whole number, at least 1, or 'off'";
+            wait_timeout: Option<Duration> = "WAIT_TIMEOUT", "seconds, or 'off' to wait forever";
+            connect_timeout: Duration = "CONNECT_TIMEOUT", "seconds";
+            check: CheckPolicy = "CHECK", "'always', 'never', or seconds of idleness after which to check";
+            check_timeout: Duration = "CHECK_TIMEOUT", "seconds";
+            queue_mode: QueueMode = "QUEUE", "'lifo' or 'fifo'";
+            max_waiting: Option<usize> = "MAX_WAITING", "a whole number, or 'off'";
+            connect_concurrency: usize = "CONNECT_CONCURRENCY", "a whole number, at least 1";
+            leak_threshold: Option<Duration> = "LEAK_THRESHOLD", "seconds, or 'off'";
+            backoff_base: Duration = "BACKOFF_BASE", "seconds";
+            backoff_cap: Duration = "BACKOFF_CAP", "seconds";
+            slow_acquire_threshold: Option<Duration> = "SLOW_ACQUIRE_THRESHOLD", "seconds, or 'off'";
+            housekeeping_interval: Duration = "HOUSEKEEPING_INTERVAL", "seconds";
+            hook_timeout: Duration = "HOOK_TIMEOUT", "seconds";
+            adaptive_ceiling: bool = "ADAPTIVE_CEILING", "'on' or 'off'";
+        }
+    };
+}
+pub(crate) use config_fields;
+
+macro_rules! env_vars {
+    ($($field:ident: $ty:ty = $suffix:literal, $expects:literal;)*) => {
+        /// Every variable [`Config::from_env`] and [`Config::with_env_lookup`] read, with the
+        /// field each sets and what it takes (the same table names the fields serde reads and
+        /// writes).
+        pub const ENV_VARS: &[EnvVar] = &[
+            $(
+                EnvVar {
+                    suffix: $suffix,
+                    field: stringify!($field),
+                    expects: $expects,
+                    apply: |c, v| <$ty as Setting>::parse(v).map(|x| c.$field = x),
+                    show: |c| Setting::show(&c.$field),
+                },
+            )*
+        ];
+    };
+}
+config_fields!(env_vars);
+
+/// A field's value as it is written: in the environment, in serde data, in the docs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Shown {
+    /// A whole number.
+    Int(u64),
+    /// Text: a duration (`5m`), `off`, `always`, `lifo` ...
+    Text(String),
+    /// On or off.
+    Switch(bool),
+}
+
+impl std::fmt::Display for Shown {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Shown::Int(n) => write!(f, "{n}"),
+            Shown::Text(t) => f.write_str(t),
+            Shown::Switch(b) => f.write_str(if *b { "on" } else { "off" }),
+        }
+    }
+}
+
+/// A type a configuration field has: how its value is read from text and written back.
+pub(crate) trait Setting: Sized {
+    fn parse(v: &str) -> Result<Self, String>;
+    fn show(&self) -> Shown;
+}
+
+impl Setting for usize {
+    fn parse(v: &str) -> Result<Self, String> {
+        count(v)
+    }
+    fn show(&self) -> Shown {
+        Shown::Int(*self as u64)
+    }
+}
+
+impl Setting for u64 {
+    fn parse(v: &str) -> Result<Self, String> {
+        count(v).map(|n| n as u64)
+    }
+    fn show(&self) -> Shown {
+        Shown::Int(*self)
+    }
+}
+
+impl Setting for Duration {
+    fn parse(v: &str) -> Result<Self, String> {
+        seconds(v)
+    }
+    fn show(&self) -> Shown {
+        Shown::Text(human(*self))
+    }
+}
+
+impl Setting for bool {
+    fn parse(v: &str) -> Result<Self, String> {
+        switch(v)
+    }
+    fn show(&self) -> Shown {
+        Shown::Switch(*self)
+    }
+}
+
+impl Setting for CheckPolicy {
+    fn parse(v: &str) -> Result<Self, String> {
+        check_policy(v)
+    }
+    fn show(&self) -> Shown {
+        match self {
+            CheckPolicy::Always => Shown::Text("always".into()),
+            CheckPolicy::Never => Shown::Text("never".into()),
+            CheckPolicy::IdleLongerThan(d) => d.show(),
+        }
+    }
+}
+
+impl Setting for QueueMode {
+    fn parse(v: &str) -> Result<Self, String> {
+        queue_mode(v)
+    }
+    fn show(&self) -> Shown {
+        Shown::Text(
+            match self {
+                QueueMode::Lifo => "lifo",
+                QueueMode::Fifo => "fifo",
+            }
+            .into(),
+        )
+    }
+}
+
+/// `off` (or `none`) for `None`, else the inner value.
+impl<T: Setting> Setting for Option<T> {
+    fn parse(v: &str) -> Result<Self, String> {
+        if v.eq_ignore_ascii_case("off") || v.eq_ignore_ascii_case("none") {
+            return Ok(None);
+        }
+        T::parse(v).map(Some)
+    }
+    fn show(&self) -> Shown {
+        match self {
+            Some(v) => v.show(),
+            None => Shown::Text("off".into()),
+        }
+    }
+}
 
 impl Config {
     /// The defaults, overridden by the environment variables named `{prefix}_MIN`,
@@ -369,7 +423,6 @@ pub(crate) fn seconds(v: &str) -> Result<Duration, String> {
 
 /// A duration written the way [`seconds`] reads it back: `1h`, `5m`, `30s`, `250ms`, or
 /// fractional seconds.
-#[cfg_attr(not(feature = "serde"), allow(dead_code))]
 pub(crate) fn human(d: Duration) -> String {
     let ms = d.as_millis();
     if d.subsec_nanos() % 1_000_000 != 0 {
@@ -385,13 +438,6 @@ pub(crate) fn human(d: Duration) -> String {
     } else {
         format!("{ms}ms")
     }
-}
-
-fn optional<T>(v: &str, parse: fn(&str) -> Result<T, String>) -> Result<Option<T>, String> {
-    if v.eq_ignore_ascii_case("off") || v.eq_ignore_ascii_case("none") {
-        return Ok(None);
-    }
-    parse(v).map(Some)
 }
 
 fn check_policy(v: &str) -> Result<CheckPolicy, String> {
@@ -488,7 +534,7 @@ mod tests {
         assert!(seconds("inf").unwrap_err().contains("finite"));
         assert!(seconds("1e300").unwrap_err().contains("too large"));
         assert!(count("x").unwrap_err().contains("whole number"));
-        assert_eq!(optional("OFF", count), Ok(None));
+        assert_eq!(<Option<usize> as Setting>::parse("OFF"), Ok(None));
         assert_eq!(check_policy("never"), Ok(CheckPolicy::Never));
         assert_eq!(
             check_policy("2"),

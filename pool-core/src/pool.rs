@@ -317,59 +317,21 @@ pub struct PoolBuilder<M: Manager> {
 }
 
 macro_rules! setters {
-    ($($(#[$doc:meta])* $name:ident: $ty:ty),* $(,)?) => {
-        $(
-            $(#[$doc])*
-            pub fn $name(mut self, value: $ty) -> Self {
-                self.config.$name = value;
-                self
-            }
-        )*
+    ($($field:ident: $ty:ty = $suffix:literal, $expects:literal;)*) => {
+        impl<M: Manager> PoolBuilder<M> {
+            $(
+                #[doc = concat!("See [`Config::", stringify!($field), "`].")]
+                pub fn $field(mut self, value: $ty) -> Self {
+                    self.config.$field = value;
+                    self
+                }
+            )*
+        }
     };
 }
+crate::env::config_fields!(setters);
 
 impl<M: Manager> PoolBuilder<M> {
-    setters! {
-        /// See [`Config::min_size`].
-        min_size: usize,
-        /// See [`Config::max_size`].
-        max_size: usize,
-        /// See [`Config::max_idle`].
-        max_idle: Option<Duration>,
-        /// See [`Config::max_lifetime`].
-        max_lifetime: Option<Duration>,
-        /// See [`Config::max_uses`].
-        max_uses: Option<u64>,
-        /// See [`Config::wait_timeout`].
-        wait_timeout: Option<Duration>,
-        /// See [`Config::connect_timeout`].
-        connect_timeout: Duration,
-        /// See [`Config::check`].
-        check: CheckPolicy,
-        /// See [`Config::check_timeout`].
-        check_timeout: Duration,
-        /// See [`Config::queue_mode`].
-        queue_mode: QueueMode,
-        /// See [`Config::max_waiting`].
-        max_waiting: Option<usize>,
-        /// See [`Config::connect_concurrency`].
-        connect_concurrency: usize,
-        /// See [`Config::backoff_base`].
-        backoff_base: Duration,
-        /// See [`Config::backoff_cap`].
-        backoff_cap: Duration,
-        /// See [`Config::slow_acquire_threshold`].
-        slow_acquire_threshold: Option<Duration>,
-        /// See [`Config::housekeeping_interval`].
-        housekeeping_interval: Duration,
-        /// See [`Config::leak_threshold`].
-        leak_threshold: Option<Duration>,
-        /// See [`Config::adaptive_ceiling`].
-        adaptive_ceiling: bool,
-        /// See [`Config::hook_timeout`].
-        hook_timeout: Duration,
-    }
-
     /// Names the pool (default `"pool"`): the `pool` field of its tracing spans
     /// (`pool.wait` around a `get()` that waits, with `waited_ms`; `pool.connect`;
     /// `pool.after_connect`, `pool.before_checkout`, `pool.after_return` around hooks).

@@ -5,14 +5,13 @@
 //! JSON say what they mean the same way. Written back with human durations.
 
 use std::fmt;
-use std::time::Duration;
 
 use serde::de::{self, MapAccess, Visitor};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::config::{CheckPolicy, Config, QueueMode};
-use crate::env::{human, ENV_VARS};
+use crate::config::Config;
+use crate::env::{Shown, ENV_VARS};
 
 /// One field's value as it came: rendered as the environment variable would be written.
 struct Raw(String);
@@ -95,61 +94,22 @@ impl Serialize for Config {
     /// for none.
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut m = s.serialize_map(None)?;
-        let dur = |d: Duration| Out::Str(human(d));
-        let opt = |d: Option<Duration>| d.map_or(Out::Str("off".into()), dur);
         for var in ENV_VARS {
-            let value = match var.field {
-                "min_size" => Out::Int(self.min_size as u64),
-                "max_size" => Out::Int(self.max_size as u64),
-                "max_idle" => opt(self.max_idle),
-                "max_lifetime" => opt(self.max_lifetime),
-                "max_uses" => self.max_uses.map_or(Out::Str("off".into()), Out::Int),
-                "wait_timeout" => opt(self.wait_timeout),
-                "connect_timeout" => dur(self.connect_timeout),
-                "check" => match self.check {
-                    CheckPolicy::Always => Out::Str("always".into()),
-                    CheckPolicy::Never => Out::Str("never".into()),
-                    CheckPolicy::IdleLongerThan(d) => dur(d),
-                },
-                "check_timeout" => dur(self.check_timeout),
-                "queue_mode" => Out::Str(
-                    match self.queue_mode {
-                        QueueMode::Lifo => "lifo",
-                        QueueMode::Fifo => "fifo",
-                    }
-                    .into(),
-                ),
-                "max_waiting" => self
-                    .max_waiting
-                    .map_or(Out::Str("off".into()), |n| Out::Int(n as u64)),
-                "connect_concurrency" => Out::Int(self.connect_concurrency as u64),
-                "backoff_base" => dur(self.backoff_base),
-                "backoff_cap" => dur(self.backoff_cap),
-                "slow_acquire_threshold" => opt(self.slow_acquire_threshold),
-                "housekeeping_interval" => dur(self.housekeeping_interval),
-                "leak_threshold" => opt(self.leak_threshold),
-                "hook_timeout" => dur(self.hook_timeout),
-                "adaptive_ceiling" => Out::Bool(self.adaptive_ceiling),
-                other => unreachable!("ENV_VARS names a field the serializer does not: {other}"),
-            };
-            m.serialize_entry(var.field, &value)?;
+            m.serialize_entry(var.field, &Out(var.shown(self)))?;
         }
         m.end()
     }
 }
 
-enum Out {
-    Int(u64),
-    Str(String),
-    Bool(bool),
-}
+/// A field's value as serde writes it: numbers and booleans as themselves, the rest as text.
+struct Out(Shown);
 
 impl Serialize for Out {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self {
-            Out::Int(n) => s.serialize_u64(*n),
-            Out::Str(v) => s.serialize_str(v),
-            Out::Bool(b) => s.serialize_bool(*b),
+        match &self.0 {
+            Shown::Int(n) => s.serialize_u64(*n),
+            Shown::Text(v) => s.serialize_str(v),
+            Shown::Switch(b) => s.serialize_bool(*b),
         }
     }
 }
