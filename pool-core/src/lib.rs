@@ -97,6 +97,8 @@ mod error;
 mod hooks;
 mod housekeeping;
 mod idle;
+#[cfg(all(test, pool_loom))]
+mod loom;
 mod manager;
 #[cfg(feature = "metrics")]
 mod metrics;

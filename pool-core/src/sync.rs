@@ -1,11 +1,14 @@
 //! The one lock the engine uses, behind a small facade so its implementation can be swapped
-//! (and measured) in one place.
+//! (and measured) in one place. Under `--cfg pool_loom` the facade is loom's mutex, so the
+//! model checker in `loom.rs` explores every interleaving of the engine's locks.
 
 use std::cell::Cell;
+#[cfg(not(pool_loom))]
 use std::hint::spin_loop;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Failed looks at a held lock before the waiting thread yields its core between looks.
+#[cfg(not(pool_loom))]
 const SPINS: u32 = 64;
 
 /// A spin lock that yields: the engine's critical sections are a few dozen instructions,
@@ -23,10 +26,41 @@ pub(crate) struct Mutex<T>(Lock<T>);
 
 /// [`Mutex`] without the alignment, for small cells that live in an allocation of their own
 /// (a waiter's seat): lock word, value and the allocation's counts then share one line.
+#[cfg(not(pool_loom))]
 #[derive(Debug, Default)]
 pub(crate) struct Lock<T>(spin::mutex::SpinMutex<T>);
 
+#[cfg(not(pool_loom))]
 pub(crate) type MutexGuard<'a, T> = spin::mutex::SpinMutexGuard<'a, T>;
+
+/// Under the model checker: loom's mutex, whose every acquisition is a point where loom may
+/// switch threads.
+#[cfg(pool_loom)]
+#[derive(Debug)]
+pub(crate) struct Lock<T>(loom::sync::Mutex<T>);
+
+#[cfg(pool_loom)]
+pub(crate) type MutexGuard<'a, T> = loom::sync::MutexGuard<'a, T>;
+
+#[cfg(pool_loom)]
+impl<T: Default> Default for Lock<T> {
+    fn default() -> Self {
+        Lock::new(T::default())
+    }
+}
+
+#[cfg(pool_loom)]
+impl<T> Lock<T> {
+    pub(crate) fn new(value: T) -> Self {
+        Lock(loom::sync::Mutex::new(value))
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
+        self.0
+            .lock()
+            .expect("the engine never panics holding a lock")
+    }
+}
 
 impl<T> Mutex<T> {
     pub(crate) fn new(value: T) -> Self {
@@ -39,6 +73,7 @@ impl<T> Mutex<T> {
     }
 }
 
+#[cfg(not(pool_loom))]
 impl<T> Lock<T> {
     pub(crate) fn new(value: T) -> Self {
         Lock(spin::mutex::SpinMutex::new(value))
