@@ -1,4 +1,5 @@
-//! Workloads A-D in interleaved rounds: each round runs the floor (a bare
+//! Workloads A-D, and O and T (an oversubscribed runtime, a busy host: where a spin lock's
+//! holder is preempted while others wait), in interleaved rounds: each round runs the floor (a bare
 //! `tokio::sync::Semaphore`), our pool with its defaults and deadpool with its defaults once,
 //! in that order, for a fixed number of operations; the table gives the median time per
 //! operation of each and the medians of the per-round ratios. Interleaving puts every pool
@@ -8,6 +9,7 @@
 //! ```text
 //! cargo bench -p benches --bench rounds               # 7 rounds
 //! ROUNDS=15 BENCH_WORKLOADS=C,D cargo bench -p benches --bench rounds
+//! BENCH_WORKLOADS=O,T cargo bench -p benches --bench rounds   # the lock's worst cases
 //! ONLY_OURS=1 BENCH_WORKLOADS=D perf record -g target/release/deps/rounds-<hash>   # profile
 //! PROBE=1 cargo bench -p benches --bench rounds      # with the featureless probe pool too
 //! ONLY_OURS=1 PROBE=3 ...                            # the probe at level 3 alone, to profile
@@ -44,8 +46,51 @@ struct Workload {
     per_task: usize,
     size: usize,
     multi: bool,
+    /// Runtime worker threads (multi-thread workloads).
+    workers: usize,
+    /// CPU-bound OS threads spinning beside the runtime for the whole workload (a busy host).
+    hogs: usize,
     /// Batches per round and pool.
     batches: usize,
+}
+
+/// `n` OS threads that keep a core busy each until dropped: a host whose other work competes
+/// with the runtime's workers for the cores (and preempts a lock's holder).
+struct Hogs {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Hogs {
+    fn start(n: usize) -> Hogs {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let threads = (0..n)
+            .map(|_| {
+                let stop = std::sync::Arc::clone(&stop);
+                std::thread::spawn(move || {
+                    let mut x = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        for _ in 0..1000 {
+                            x = std::hint::black_box(
+                                x.wrapping_mul(6364136223846793005).wrapping_add(1),
+                            );
+                        }
+                    }
+                })
+            })
+            .collect();
+        Hogs { stop, threads }
+    }
+}
+
+impl Drop for Hogs {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
 }
 
 /// `tasks` tasks doing `per_task` checkouts each, holding across a yield (none for one task).
@@ -157,6 +202,8 @@ fn main() {
             per_task: 200_000,
             size: 16,
             multi: false,
+            workers: 1,
+            hogs: 0,
             batches: 1,
         },
         Workload {
@@ -166,6 +213,8 @@ fn main() {
             per_task: 64,
             size: 16,
             multi: true,
+            workers: 2,
+            hogs: 0,
             batches: 200,
         },
         Workload {
@@ -175,6 +224,8 @@ fn main() {
             per_task: 16,
             size: 4,
             multi: true,
+            workers: 2,
+            hogs: 0,
             batches: 200,
         },
         Workload {
@@ -184,7 +235,32 @@ fn main() {
             per_task: 8,
             size: 16,
             multi: true,
+            workers: 2,
+            hogs: 0,
             batches: 100,
+        },
+        // The lock's worst cases: a holder preempted while others wait for it.
+        Workload {
+            id: "O",
+            title: "oversubscribed: 8 workers on the 2 cores, 64 tasks on 4",
+            tasks: 64,
+            per_task: 16,
+            size: 4,
+            multi: true,
+            workers: 8,
+            hogs: 0,
+            batches: 100,
+        },
+        Workload {
+            id: "T",
+            title: "busy host: 2 CPU-bound threads beside 2 workers, 64 tasks on 4",
+            tasks: 64,
+            per_task: 16,
+            size: 4,
+            multi: true,
+            workers: 2,
+            hogs: 2,
+            batches: 50,
         },
     ];
     #[cfg(feature = "metrics")]
@@ -210,7 +286,7 @@ fn main() {
     }) {
         let rt = if w.multi {
             tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
+                .worker_threads(w.workers)
                 .enable_all()
                 .build()
                 .unwrap()
@@ -220,6 +296,7 @@ fn main() {
                 .build()
                 .unwrap()
         };
+        let _hogs = Hogs::start(w.hogs);
         let floor = rt.block_on(build_floor(w.size));
         let ours = rt.block_on(build_ours(w.size, w.size, Duration::ZERO));
         let dp = rt.block_on(build_deadpool(w.size, w.size, Duration::ZERO));
