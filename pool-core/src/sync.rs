@@ -3,12 +3,12 @@
 //! model checker in `loom.rs` explores every interleaving of the engine's locks.
 
 use std::cell::Cell;
-#[cfg(not(pool_loom))]
+#[cfg(not(any(pool_loom, pool_std_lock)))]
 use std::hint::spin_loop;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Failed looks at a held lock before the waiting thread yields its core between looks.
-#[cfg(not(pool_loom))]
+#[cfg(not(any(pool_loom, pool_std_lock)))]
 const SPINS: u32 = 64;
 
 /// A spin lock that yields: the engine's critical sections are a few dozen instructions,
@@ -26,11 +26,11 @@ pub(crate) struct Mutex<T>(Lock<T>);
 
 /// [`Mutex`] without the alignment, for small cells that live in an allocation of their own
 /// (a waiter's seat): lock word, value and the allocation's counts then share one line.
-#[cfg(not(pool_loom))]
+#[cfg(not(any(pool_loom, pool_std_lock)))]
 #[derive(Debug, Default)]
 pub(crate) struct Lock<T>(spin::mutex::SpinMutex<T>);
 
-#[cfg(not(pool_loom))]
+#[cfg(not(any(pool_loom, pool_std_lock)))]
 pub(crate) type MutexGuard<'a, T> = spin::mutex::SpinMutexGuard<'a, T>;
 
 /// Under the model checker: loom's mutex, whose every acquisition is a point where loom may
@@ -42,7 +42,16 @@ pub(crate) struct Lock<T>(loom::sync::Mutex<T>);
 #[cfg(pool_loom)]
 pub(crate) type MutexGuard<'a, T> = loom::sync::MutexGuard<'a, T>;
 
-#[cfg(pool_loom)]
+/// Under `--cfg pool_std_lock`: std's futex mutex, to measure the lock decision
+/// (docs/design.md) again.
+#[cfg(all(pool_std_lock, not(pool_loom)))]
+#[derive(Debug)]
+pub(crate) struct Lock<T>(std::sync::Mutex<T>);
+
+#[cfg(all(pool_std_lock, not(pool_loom)))]
+pub(crate) type MutexGuard<'a, T> = std::sync::MutexGuard<'a, T>;
+
+#[cfg(any(pool_loom, pool_std_lock))]
 impl<T: Default> Default for Lock<T> {
     fn default() -> Self {
         Lock::new(T::default())
@@ -54,7 +63,18 @@ impl<T> Lock<T> {
     pub(crate) fn new(value: T) -> Self {
         Lock(loom::sync::Mutex::new(value))
     }
+}
 
+#[cfg(all(pool_std_lock, not(pool_loom)))]
+impl<T> Lock<T> {
+    pub(crate) fn new(value: T) -> Self {
+        Lock(std::sync::Mutex::new(value))
+    }
+}
+
+#[cfg(any(pool_loom, pool_std_lock))]
+impl<T> Lock<T> {
+    #[inline]
     pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
         self.0
             .lock()
@@ -73,7 +93,7 @@ impl<T> Mutex<T> {
     }
 }
 
-#[cfg(not(pool_loom))]
+#[cfg(not(any(pool_loom, pool_std_lock)))]
 impl<T> Lock<T> {
     pub(crate) fn new(value: T) -> Self {
         Lock(spin::mutex::SpinMutex::new(value))
