@@ -268,10 +268,10 @@ async fn prepare<M: Manager>(
     start: Instant,
 ) -> Prepared<M> {
     if check {
-        obj.checking = true;
+        obj.set_checking(true);
         let limit = shared.config.check_timeout;
         let checked = rt::timeout(limit, shared.manager.check(obj.conn_mut())).await;
-        obj.checking = false;
+        obj.set_checking(false);
         match checked {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
@@ -294,7 +294,7 @@ async fn prepare<M: Manager>(
     }
     if shared.hooks.has(Stage::BeforeCheckout) {
         // Cancelled mid-hook: `checking` has the guard discard the connection.
-        obj.checking = true;
+        obj.set_checking(true);
         let info = obj.info();
         let ran = shared
             .hooks
@@ -306,7 +306,7 @@ async fn prepare<M: Manager>(
                 &info,
             )
             .await;
-        obj.checking = false;
+        obj.set_checking(false);
         if ran.is_err() {
             Object::discard(obj);
             return Prepared::Failed {

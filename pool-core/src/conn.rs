@@ -31,6 +31,8 @@ pub(crate) struct Record<C> {
     pub(crate) taken: Option<Instant>,
     /// Its entry in the leak watch while checked out with `leak_threshold` set.
     pub(crate) watch: Option<usize>,
+    /// In a health check or `before_checkout` hook (see `Object::set_checking`).
+    pub(crate) checking: bool,
 }
 
 impl<C> std::ops::Deref for Conn<C> {
@@ -68,6 +70,7 @@ impl<C> Conn<C> {
             stamp: now,
             taken: None,
             watch: None,
+            checking: false,
         }))
     }
 

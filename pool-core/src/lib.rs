@@ -82,6 +82,7 @@
 //! | `clock.rs` | time: the engine's `Instant` (integer nanoseconds, tokio's instant only at timers and the public API); the hot path's coarse stamps and when they give way to exact reads (a paused or moved runtime clock) |
 //! | `rt.rs` | the coupling to Tokio's runtime: spawn, timeouts and timers |
 //! | `signals.rs` | what wakes the background tasks (and the size watchers), and whether each task is alive |
+//! | `loom.rs` | (tests, under `--cfg pool_loom`) the model checker on the hand-off: the seat, the connect approval and returns racing a cancel, over every interleaving of the engine's locks |
 //! | `sync.rs` | the lock (a spin lock that yields, released by a plain store: cache-line-aligned as `Mutex`, unaligned as `Lock` for the seats), behind a facade so it can be swapped and measured; each thread's shard |
 //! | `config.rs`, `env.rs` | the configuration, its validation, and the environment table |
 //! | `error.rs`, `stats.rs` | errors that carry the pool's status; `status()` and `stats()` |

@@ -24,9 +24,6 @@ use crate::unwind::panic_message;
 pub struct Object<M: Manager> {
     conn: Option<Conn<M::Connection>>,
     shared: Arc<Link<M>>,
-    /// Set while a health check runs: a caller cancelled mid-check leaves the connection in an
-    /// unknown protocol state, so it is discarded rather than returned.
-    pub(crate) checking: bool,
 }
 
 impl<M: Manager> Object<M> {
@@ -34,7 +31,16 @@ impl<M: Manager> Object<M> {
         Object {
             conn: Some(conn),
             shared,
-            checking: false,
+        }
+    }
+
+    /// Marks the connection as in a health check or `before_checkout` hook (`true`) or out of
+    /// it: a guard dropped while marked discards the connection (its protocol state is
+    /// unknown) rather than returning it. Kept in the record, not the guard, so the guard is
+    /// two pointers with no padding for a `Result` around it to copy piecewise.
+    pub(crate) fn set_checking(&mut self, checking: bool) {
+        if let Some(conn) = self.conn.as_mut() {
+            conn.checking = checking;
         }
     }
 
@@ -110,7 +116,7 @@ impl<M: Manager> Drop for Object<M> {
         let Some(mut conn) = self.conn.take() else {
             return;
         };
-        if self.checking || !self.shared.retained(&mut conn) {
+        if conn.checking || !self.shared.retained(&mut conn) {
             self.shared.release(conn, Outcome::Discarded);
             return;
         }

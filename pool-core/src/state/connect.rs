@@ -139,6 +139,7 @@ impl<C, E> State<C, E> {
                     stamp: now,
                     taken: None,
                     watch: None,
+                    checking: false,
                 });
                 let mut after = self.release(conn, Outcome::Healthy, now);
                 after.wake_connector = true;
