@@ -144,7 +144,12 @@ pub(crate) fn acquire<'a, M: Manager>(
                         .arrival = Arrival::Again { ticket: None };
                     continue;
                 }
-                Err(NotOut::Unprepared(obj, check, start)) => {
+                Err(unprepared) => {
+                    let (obj, check, start) = match unprepared {
+                        NotOut::Check(obj, start) => (obj, true, start),
+                        NotOut::Hook(obj, start) => (obj, false, start),
+                        NotOut::Dead => unreachable!("matched above"),
+                    };
                     match Box::pin(prepare(shared, obj, check, start)).await {
                         Prepared::Out(obj, end) => (obj, Some(end)),
                         Prepared::Failed { start, end } => {
@@ -193,9 +198,12 @@ pub(crate) fn acquire<'a, M: Manager>(
 enum NotOut<M: Manager> {
     /// Found dead by `has_broken` (taken from the idle list) or by `retain`, and released.
     Dead,
-    /// It still has its health check or `before_checkout` hook to run ([`prepare`]): the
-    /// guard, whether to check, and when the checkout began.
-    Unprepared(Object<M>, bool, Instant),
+    /// Its health check (and the hook, if set) to run, begun at the instant. Two variants
+    /// rather than a flag: a `bool` beside the guard gave the `Result` around this an odd
+    /// layout that the fast path copied piecewise.
+    Check(Object<M>, Instant),
+    /// Only its `before_checkout` hook to run.
+    Hook(Object<M>, Instant),
 }
 
 /// What [`prepare`] made of a checkout.
@@ -256,7 +264,11 @@ fn ready<M: Manager>(
     if !check && !shared.hooks.has(Stage::BeforeCheckout) {
         return Ok(obj);
     }
-    Err(NotOut::Unprepared(obj, check, now))
+    Err(if check {
+        NotOut::Check(obj, now)
+    } else {
+        NotOut::Hook(obj, now)
+    })
 }
 
 /// The health check (if `check`) and the `before_checkout` hook (if set) on a checkout begun
@@ -331,19 +343,24 @@ pub(crate) async fn try_acquire<M: Manager>(
         let Some(conn) = shared.try_admit()? else {
             return Ok(None);
         };
-        let obj = match ready(shared, links, conn, None, true, caller) {
-            Ok(obj) => obj,
-            Err(NotOut::Dead) => continue,
-            Err(NotOut::Unprepared(obj, check, start)) => {
-                match Box::pin(prepare(shared, obj, check, start)).await {
-                    Prepared::Out(obj, _) => obj,
-                    Prepared::Failed { .. } => continue,
-                }
+        let (obj, check, start) = match ready(shared, links, conn, None, true, caller) {
+            Ok(obj) => {
+                #[cfg(feature = "metrics")]
+                shared.metrics.checked_out_at_once();
+                return Ok(Some(obj));
             }
+            Err(NotOut::Dead) => continue,
+            Err(NotOut::Check(obj, start)) => (obj, true, start),
+            Err(NotOut::Hook(obj, start)) => (obj, false, start),
         };
-        #[cfg(feature = "metrics")]
-        shared.metrics.checked_out_at_once();
-        return Ok(Some(obj));
+        match Box::pin(prepare(shared, obj, check, start)).await {
+            Prepared::Out(obj, _) => {
+                #[cfg(feature = "metrics")]
+                shared.metrics.checked_out_at_once();
+                return Ok(Some(obj));
+            }
+            Prepared::Failed { .. } => continue,
+        }
     }
 }
 

@@ -44,7 +44,9 @@ use crate::manager::{ErrorClass, Manager};
 use crate::rt;
 use crate::seats::{Seat, SeatStore};
 use crate::signals::{Liveness, Signals, Task};
-use crate::state::{Admit, After, Approval, Arrival, Chores, Gone, Handed, Next, Outcome, State};
+use crate::state::{
+    Admit, After, Approval, Arrival, Bulk, Checkout, Chores, Gone, Handed, Next, Outcome, State,
+};
 
 use crate::stats::{millis, ConnectionInfo, Stats, Status};
 use crate::sync::{thread_shard, Mutex, SHARDS};
@@ -163,11 +165,11 @@ impl<M: Manager> Shared<M> {
             self.metrics
                 .checked_in(now.saturating_duration_since(taken));
         }
-        let mut after = self.state.lock().release(conn, outcome, now);
+        let after = self.state.lock().release(conn, outcome, now);
         if outcome == Outcome::Broken {
             tracing::debug!(target: "pool_core", "closing a connection returned broken");
         }
-        self.apply(&mut after);
+        self.apply(after);
     }
 
     /// Asks the manager whether `conn` is broken; `Err` with the payload if it panicked
@@ -218,14 +220,14 @@ impl<M: Manager> Shared<M> {
 
     /// A queued caller goes away before taking what it was handed.
     pub(crate) fn leave(&self, seat: &Seat<Handed<M::Connection, M::Error>>, ticket: u64) {
-        let mut after = self.state.lock().leave(seat, ticket);
-        self.apply(&mut after);
+        let after = self.state.lock().leave(seat, ticket);
+        self.apply(after);
     }
 
     /// A checked-out connection leaves the pool for good.
     pub(crate) fn detach(&self, watch: Option<usize>) {
-        let mut after = self.state.lock().detach(watch);
-        self.apply(&mut after);
+        let after = self.state.lock().detach(watch);
+        self.apply(after);
     }
 
     /// Starts the leak watch on a checkout.
@@ -239,11 +241,21 @@ impl<M: Manager> Shared<M> {
     }
 
     /// Outside the lock, what a transition left to do: fill the seat of the waiter handed a
-    /// connection, wake, close, tell the background tasks and the size watchers, log. Drains
-    /// `after`, so the housekeeper's can be used again.
+    /// connection, wake, close, tell the background tasks and the size watchers, log. Takes
+    /// the value, so nothing is left to drop (the housekeeper, which keeps its buffers, uses
+    /// [`Shared::apply_kept`]).
     #[inline]
-    pub(crate) fn apply(&self, after: &mut After<M::Connection, M::Error>) {
-        if let Some((seat, conn)) = after.fill.take() {
+    pub(crate) fn apply(&self, after: After<M::Connection, M::Error>) {
+        let After {
+            fill,
+            close,
+            leak_returned,
+            wake_connector,
+            wake_housekeeper,
+            size_changed,
+            bulk,
+        } = after;
+        if let Some((seat, conn)) = fill {
             match seat.fill(Ok(conn)) {
                 Ok(waker) => {
                     self.seats.give(seat);
@@ -256,48 +268,50 @@ impl<M: Manager> Shared<M> {
                 Err(Err(_)) => unreachable!("a hand-off fills a connection"),
             }
         }
-        if !after.wake.is_empty() {
-            after.wake.drain(..).for_each(Waker::wake);
+        if let Some(conn) = close {
+            close_quietly(conn);
         }
-        if !after.close.is_empty() {
-            self.close_all(&mut after.close);
+        if let Some(mut bulk) = bulk {
+            self.apply_bulk(&mut bulk);
         }
-        if after.wake_connector {
+        if wake_connector {
             self.signals.connector.notify_one();
         }
-        if after.wake_housekeeper {
+        if wake_housekeeper {
             self.signals.housekeeper.notify_one();
         }
-        if after.size_changed {
+        if size_changed {
             self.signals.size_changed.notify_waiters();
         }
-        if after.leak_returned.is_some() || !after.leaks.is_empty() || after.expired > 0 {
-            self.log(after);
+        if let Some(c) = leak_returned {
+            self.log_leak_returned(c);
         }
-        after.wake_connector = false;
-        after.wake_housekeeper = false;
-        after.size_changed = false;
     }
 
-    #[cold]
-    fn close_all(&self, close: &mut Vec<Conn<M::Connection>>) {
-        if close.len() > 1 {
-            tracing::debug!(target: "pool_core", closed = close.len(), "closing connections");
+    /// [`Shared::apply`] for an `After` that is kept and filled again (the housekeeper's):
+    /// its bulk buffers stay, emptied, so a pass allocates nothing once warm.
+    pub(crate) fn apply_kept(&self, after: &mut After<M::Connection, M::Error>) {
+        let mut bulk = after.bulk.take();
+        self.apply(std::mem::replace(after, After::new()));
+        if let Some(b) = bulk.as_deref_mut() {
+            self.apply_bulk(b);
         }
-        close.drain(..).for_each(close_quietly);
+        after.bulk = bulk;
     }
 
+    /// The rare part of an [`After`]: wakes, closes and logs, leaving the buffers empty for
+    /// reuse.
     #[cold]
-    fn log(&self, after: &mut After<M::Connection, M::Error>) {
-        if let Some(c) = after.leak_returned.take() {
-            tracing::info!(
-                target: "pool_core",
-                checked_out_at = %c.caller,
-                held_ms = millis(clock::now().saturating_duration_since(c.since)),
-                "a connection reported as a possible leak came back"
-            );
+    #[inline(never)]
+    fn apply_bulk(&self, bulk: &mut Bulk<M::Connection>) {
+        bulk.wake.drain(..).for_each(Waker::wake);
+        if !bulk.close.is_empty() {
+            if bulk.close.len() > 1 {
+                tracing::debug!(target: "pool_core", closed = bulk.close.len(), "closing connections");
+            }
+            bulk.close.drain(..).for_each(close_quietly);
         }
-        for (caller, held) in after.leaks.drain(..) {
+        for (caller, held) in bulk.leaks.drain(..) {
             tracing::warn!(
                 target: "pool_core",
                 checked_out_at = %caller,
@@ -306,10 +320,20 @@ impl<M: Manager> Shared<M> {
                 "possible connection leak: checked out longer than the leak threshold"
             );
         }
-        if after.expired > 0 {
-            tracing::debug!(target: "pool_core", expired = after.expired, "waiters timed out");
-            after.expired = 0;
+        if bulk.expired > 0 {
+            tracing::debug!(target: "pool_core", expired = bulk.expired, "waiters timed out");
+            bulk.expired = 0;
         }
+    }
+
+    #[cold]
+    fn log_leak_returned(&self, c: Checkout) {
+        tracing::info!(
+            target: "pool_core",
+            checked_out_at = %c.caller,
+            held_ms = millis(clock::now().saturating_duration_since(c.since)),
+            "a connection reported as a possible leak came back"
+        );
     }
 
     /// Is the pool closed?
@@ -366,8 +390,8 @@ impl<M: Manager> Shared<M> {
     /// `try_get()`: an idle connection if one is free and nobody queues, else `None`, the
     /// demand noted for the connector.
     pub(crate) fn try_admit(&self) -> Result<Option<Conn<M::Connection>>, PoolError<M::Error>> {
-        let (taken, mut after) = self.state.lock().try_admit();
-        self.apply(&mut after);
+        let (taken, after) = self.state.lock().try_admit();
+        self.apply(after);
         taken
     }
 
@@ -402,8 +426,8 @@ impl<M: Manager> Shared<M> {
 
     /// `wait_ready` begins: returns the fatal errors counted so far (see [`Shared::ready`]).
     pub(crate) fn begin_wait_ready(&self) -> u64 {
-        let (seen, mut after) = self.state.lock().begin_wait_ready();
-        self.apply(&mut after);
+        let (seen, after) = self.state.lock().begin_wait_ready();
+        self.apply(after);
         seen
     }
 
@@ -431,8 +455,8 @@ impl<M: Manager> Shared<M> {
 
     /// New floor and ceiling (already validated).
     pub(crate) fn resize(&self, min_size: usize, max_size: usize) {
-        let mut after = self.state.lock().resize(min_size, max_size);
-        self.apply(&mut after);
+        let after = self.state.lock().resize(min_size, max_size);
+        self.apply(after);
     }
 
     /// The background tasks were (re)started on the caller's runtime.
@@ -446,17 +470,17 @@ impl<M: Manager> Shared<M> {
     /// reason) and wake every queued caller, so one of them starts the task again on its own
     /// runtime and none waits past its deadline for a timer that is gone.
     pub(crate) fn background_gone(&self, task: Task) {
-        let mut after = self.state.lock().background_gone(task == Task::Connector);
-        if !after.wake.is_empty() {
-            tracing::debug!(target: "pool_core", pool = %self.name, ?task, waiting = after.wake.len(), "background task gone; waking the queue to start it again");
+        let after = self.state.lock().background_gone(task == Task::Connector);
+        if after.waking() > 0 {
+            tracing::debug!(target: "pool_core", pool = %self.name, ?task, waiting = after.waking(), "background task gone; waking the queue to start it again");
         }
-        self.apply(&mut after);
+        self.apply(after);
     }
 
     /// A connect's task was dropped before it finished: its approval is given back.
     pub(crate) fn connect_abandoned(&self, approval: Approval) {
-        let mut after = self.state.lock().abandon_connect(approval);
-        self.apply(&mut after);
+        let after = self.state.lock().abandon_connect(approval);
+        self.apply(after);
     }
 
     /// The outcome of one background connect, approved by `approval`.
@@ -491,7 +515,7 @@ impl<M: Manager> Shared<M> {
         #[cfg(feature = "metrics")]
         self.metrics
             .connected(now.saturating_duration_since(started));
-        let ((mut after, failure), was_full, full, ceiling) = {
+        let ((after, failure), was_full, full, ceiling) = {
             let mut st = self.state.lock();
             let was_full = st.server_full();
             let settled = st.settle_connect(approval, result, started, now);
@@ -522,7 +546,7 @@ impl<M: Manager> Shared<M> {
                 "connect failed"
             );
         }
-        self.apply(&mut after);
+        self.apply(after);
     }
 
     /// One housekeeping pass; returns when to look again (`None`: the pool is closed).
@@ -540,7 +564,7 @@ impl<M: Manager> Shared<M> {
             st.sweep_out(&mut chores.sweep);
             if !chores.sweep.is_empty() {
                 drop(st);
-                let gone = self.sweep(&mut chores.sweep, &mut chores.after.close);
+                let gone = self.sweep(&mut chores.sweep, &mut chores.after.bulk().close);
                 st = self.state.lock();
                 st.sweep_in(&mut chores.sweep, gone, now, &mut chores.after);
             }
@@ -554,7 +578,7 @@ impl<M: Manager> Shared<M> {
             self.metrics.publish(&snapshot.0, &snapshot.1);
             next
         };
-        self.apply(&mut chores.after);
+        self.apply_kept(&mut chores.after);
         Some(at)
     }
 
@@ -661,20 +685,20 @@ impl<M: Manager> Shared<M> {
         let mut after = After::new();
         // Every idle connection is older than this predicate: `retained` asks it (and any older
         // one the connection has not seen).
-        let gone = self.sweep(&mut swept, &mut after.close);
-        let n = after.close.len();
+        let gone = self.sweep(&mut swept, &mut after.bulk().close);
+        let n = gone.lost + gone.retired;
         self.state
             .lock()
             .sweep_in(&mut swept, gone, clock::now(), &mut after);
-        self.apply(&mut after);
+        self.apply(after);
         n
     }
 
     /// `Pool::close`: waiters fail, idle connections close, the background tasks stop.
     pub(crate) fn close(&self) {
-        let mut after = self.state.lock().close();
+        let after = self.state.lock().close();
         let closing = after.size_changed;
-        self.apply(&mut after);
+        self.apply(after);
         if closing {
             self.publish();
         }

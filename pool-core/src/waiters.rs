@@ -170,7 +170,7 @@ impl<T> Waiters<T> {
     }
 
     /// The oldest waiting place, out of the queue: its seat and when it queued.
-    #[inline]
+    #[inline(always)]
     fn pop_front(&mut self) -> Option<(Seat<T>, Instant)> {
         let place = self.queue.pop_front()?;
         let seat = place

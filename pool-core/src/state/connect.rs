@@ -78,7 +78,9 @@ impl<C, E> State<C, E> {
             self.connector_down = true;
         }
         let mut after = After::new();
-        self.waiters.wakers(&mut after.wake);
+        if !self.waiters.is_empty() {
+            self.waiters.wakers(&mut after.bulk().wake);
+        }
         after
     }
 
@@ -168,7 +170,7 @@ impl<C, E> State<C, E> {
                 if let (ErrorClass::Fatal, ConnectError::Backend(e)) = (class, &err) {
                     let failed = self.waiters.fail_all(
                         || Err(Box::new(PoolError::Backend(Arc::clone(e)))),
-                        &mut after.wake,
+                        &mut after.bulk().wake,
                     );
                     self.stats.requests_errors += failed as u64;
                 }
@@ -267,7 +269,7 @@ mod tests {
         assert_eq!(st.status().connecting, 1);
         let (r, failure) = st.settle_connect(a, Ok(1), now, now);
         assert!(failure.is_none());
-        assert!(r.fill.is_none() && r.close.is_empty());
+        assert!(r.fill.is_none() && (r.closing() == 0));
         let _ = open(&mut st, 2, now);
         assert!(!st.wants_connect(), "floor met, nobody waiting");
         assert!(st.is_ready());
@@ -363,7 +365,7 @@ mod tests {
         let err = ConnectError::Backend(Arc::new(Boom));
         let (after, failure) = st.settle_connect(a, Err((err, ErrorClass::Fatal)), t0, t0);
         assert_eq!(failure.unwrap().attempt, 1);
-        assert_eq!(after.wake.len(), 3);
+        assert_eq!(after.waking(), 3);
         for k in keys {
             assert!(matches!(
                 k.poll(&waker()).map(|h| h.map_err(|e| *e)),

@@ -34,12 +34,12 @@ impl<C, E> State<C, E> {
         self.closed = true;
         let failed = self
             .waiters
-            .fail_all(|| Err(Box::new(PoolError::Closed)), &mut after.wake);
+            .fail_all(|| Err(Box::new(PoolError::Closed)), &mut after.bulk().wake);
         self.stats.requests_errors += failed as u64;
         let n = self.idle.len();
         self.size -= n;
         self.stats.connections_closed += n as u64;
-        after.close.extend(self.idle.take_all());
+        after.bulk().close.extend(self.idle.take_all());
         after.wake_connector = true;
         after.wake_housekeeper = true;
         after.size_changed = true;
@@ -57,16 +57,18 @@ impl<C, E> State<C, E> {
         cap: Instant,
         after: &mut After<C, E>,
     ) -> Instant {
-        let closing = after.close.len();
-        let next = self.reap(now, &mut after.close);
-        let next = earliest(next, self.watch_leaks(now, &mut after.leaks));
-        let before = after.wake.len();
-        let next = earliest(next, self.expire_waiters(now, &mut after.wake));
-        after.expired += after.wake.len() - before;
+        let bulk = after.bulk();
+        let closing = bulk.close.len();
+        let next = self.reap(now, &mut bulk.close);
+        let next = earliest(next, self.watch_leaks(now, &mut bulk.leaks));
+        let before = bulk.wake.len();
+        let next = earliest(next, self.expire_waiters(now, &mut bulk.wake));
+        bulk.expired += bulk.wake.len() - before;
+        let closed = bulk.close.len() > closing;
         let at = next.map_or(cap, |n| n.min(cap));
         self.timer_at = Some(at);
         after.wake_connector |= self.wants_connect();
-        after.size_changed |= after.close.len() > closing;
+        after.size_changed |= closed;
         at
     }
 
@@ -94,11 +96,14 @@ impl<C, E> State<C, E> {
         now: Instant,
         after: &mut After<C, E>,
     ) {
-        let (close, wake) = (&mut after.close, &mut after.wake);
         if gone.lost + gone.retired > 0 {
             after.size_changed = true;
             after.wake_connector = true;
         }
+        if self.closed && !kept.is_empty() {
+            after.size_changed = true;
+        }
+        let Bulk { close, wake, .. } = after.bulk();
         let removed = gone.lost + gone.retired;
         self.sweeping -= kept.len() + removed;
         self.size -= removed;
@@ -108,7 +113,6 @@ impl<C, E> State<C, E> {
         if self.closed {
             self.size -= kept.len();
             self.stats.connections_closed += kept.len() as u64;
-            after.size_changed |= !kept.is_empty();
             close.append(kept);
             return;
         }
@@ -295,8 +299,8 @@ mod tests {
         let at = st.housekeep(t0 + secs(29), t0 + secs(60), &mut after);
         assert_eq!(at, t0 + secs(30));
         let _ = st.housekeep(t0 + secs(30), t0 + secs(60), &mut after);
-        assert_eq!(after.expired, 2);
-        assert_eq!(after.wake.len(), 2);
+        assert_eq!(after.expired(), 2);
+        assert_eq!(after.waking(), 2);
         match late.poll(&waker()).map(|h| h.map_err(|e| *e)) {
             Some(Err(PoolError::Timeout(t))) => {
                 assert_eq!(t.waited, secs(30));
@@ -326,20 +330,20 @@ mod tests {
         let mut after = After::new();
         let next = st.housekeep(t0 + secs(5), t0 + secs(60), &mut after);
         assert_eq!(next, t0 + secs(10));
-        assert!(after.close.is_empty());
+        assert!((after.closing() == 0));
         let _ = st.housekeep(t0 + secs(10), t0 + secs(60), &mut after);
-        assert_eq!(after.close.len(), 2, "down to the floor");
+        assert_eq!(after.closing(), 2, "down to the floor");
         assert_eq!(st.status().size, 1);
-        after.close.clear();
+        after = After::new();
         // Past its lifetime (jitter up to 5 %): at the floor it stays until replaced.
         after.wake_connector = false;
         let _ = st.housekeep(t0 + secs(100), t0 + secs(200), &mut after);
         let wake_connector = after.wake_connector;
-        assert!(after.close.is_empty());
+        assert!((after.closing() == 0));
         assert!(wake_connector, "a replacement is wanted");
         let _ = open(&mut st, 9, t0 + secs(100));
         let _ = st.housekeep(t0 + secs(100), t0 + secs(200), &mut after);
-        assert_eq!(after.close.len(), 1, "the expired one goes once replaced");
+        assert_eq!(after.closing(), 1, "the expired one goes once replaced");
         assert_eq!(st.status().size, 1);
     }
 
@@ -355,11 +359,11 @@ mod tests {
         assert!(!st.resize(0, 1).wake_connector);
         let mut after = After::new();
         let _ = st.housekeep(t0, t0 + secs(1), &mut after);
-        assert_eq!(after.close.len(), 1, "the idle one closed: size 3 -> 2");
+        assert_eq!(after.closing(), 1, "the idle one closed: size 3 -> 2");
         let r = st.release(first, Outcome::Healthy, t0);
-        assert!(!r.close.is_empty(), "over the ceiling: closed on return");
+        assert!(r.closing() != 0, "over the ceiling: closed on return");
         let r = st.release(second, Outcome::Healthy, t0);
-        assert!(r.close.is_empty(), "at the ceiling: kept");
+        assert!((r.closing() == 0), "at the ceiling: kept");
         let s = st.status();
         assert_eq!((s.size, s.idle), (1, 1));
     }
@@ -384,13 +388,13 @@ mod tests {
         };
 
         let closed = st.close();
-        assert_eq!(closed.close.len(), 1);
+        assert_eq!(closed.closing(), 1);
         let again = st.close();
         assert!(
-            again.close.is_empty() && !again.size_changed && !again.wake_housekeeper,
+            (again.closing() == 0) && !again.size_changed && !again.wake_housekeeper,
             "closing twice does nothing"
         );
-        assert!(!st.release(held, Outcome::Healthy, t0).close.is_empty());
+        assert!(st.release(held, Outcome::Healthy, t0).close.is_some());
         assert!(st.is_drained());
         assert!(matches!(
             st.admit(Arrival::New, t0, || Seat::new(waker()), None),
@@ -398,15 +402,15 @@ mod tests {
         ));
 
         let closed = st_waiting.close();
-        assert_eq!(closed.wake.len(), 1);
+        assert_eq!(closed.waking(), 1);
         assert!(matches!(
             queued.seat.poll(&waker()).map(|h| h.map_err(|e| *e)),
             Some(Err(PoolError::Closed))
         ));
-        assert!(!st_waiting
+        assert!(st_waiting
             .release(held_w, Outcome::Healthy, t0)
             .close
-            .is_empty());
+            .is_some());
         assert_eq!(st_waiting.stats().connections_closed, 1);
     }
 
@@ -440,7 +444,7 @@ mod tests {
             t0 + secs(11),
             &mut after,
         );
-        assert!(out.is_empty() && after.close.is_empty() && after.wake.is_empty());
+        assert!(out.is_empty() && (after.closing() == 0) && (after.waking() == 0));
         let s = st.status();
         assert_eq!((s.size, s.idle), (3, 3));
         let stats = st.stats();
@@ -473,7 +477,7 @@ mod tests {
         assert!(matches!(st.approve_connect(t0), Next::Sleep));
         let mut after = After::new();
         st.sweep_in(&mut out, Gone::default(), t0 + secs(2), &mut after);
-        assert_eq!(after.wake.len(), 1, "the waiter is woken");
+        assert_eq!(after.waking(), 1, "the waiter is woken");
         let Some(Ok(conn)) = queued.seat.poll(&waker()) else {
             panic!("the waiter was handed the swept connection")
         };
@@ -491,10 +495,10 @@ mod tests {
         let mut out = Vec::new();
         st.sweep_out(&mut out);
         let closed = st.close();
-        assert!(closed.close.is_empty());
+        assert!((closed.closing() == 0));
         let mut after = After::new();
         st.sweep_in(&mut out, Gone::default(), t0, &mut after);
-        assert_eq!(after.close.len(), 2);
+        assert_eq!(after.closing(), 2);
         assert!(st.is_drained());
         assert_eq!(st.stats().connections_closed, 2);
     }

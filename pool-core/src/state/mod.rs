@@ -199,27 +199,38 @@ pub(crate) enum Outcome {
 
 /// What to do once the lock is released: the one value every transition hands back (beside
 /// its result, if it has one) or fills (the housekeeper's, reused pass after pass), applied in
-/// one place, `Shared::apply`. Nothing in it allocates until a transition puts something in.
+/// one place, `Shared::apply`. The common case (a return, a hand-off) is a few words with
+/// nothing to drop; what only the rare transitions produce (many connections to close, tasks
+/// to wake, leak reports) sits in a boxed [`Bulk`], allocated by the first transition that
+/// needs it.
 #[must_use]
 pub(crate) struct After<C, E> {
     /// The oldest waiter's seat, popped from the queue, and the connection to fill it with.
     pub(crate) fill: Option<Fill<C, E>>,
-    /// Connections to close.
-    pub(crate) close: Vec<Conn<C>>,
-    /// Tasks to wake (waiters handed a connection or an error by the transition itself).
-    pub(crate) wake: Vec<Waker>,
-    /// Checkouts held past the leak threshold, to report.
-    pub(crate) leaks: Vec<(&'static Location<'static>, Duration)>,
+    /// A connection to close.
+    pub(crate) close: Option<Conn<C>>,
     /// A checkout reported as a possible leak has come back.
     pub(crate) leak_returned: Option<Checkout>,
-    /// Waiters timed out by the pool-wide timer, to log.
-    pub(crate) expired: usize,
     /// The pool wants a connection opened (a replacement for the waiters or the floor).
     pub(crate) wake_connector: bool,
     /// The housekeeper should look again (a new deadline, a new configuration).
     pub(crate) wake_housekeeper: bool,
     /// The pool's size changed.
     pub(crate) size_changed: bool,
+    /// The rest, when there is any.
+    pub(crate) bulk: Option<Box<Bulk<C>>>,
+}
+
+/// What only the rare transitions leave to do: kept apart so a return's [`After`] stays small.
+pub(crate) struct Bulk<C> {
+    /// Connections to close.
+    pub(crate) close: Vec<Conn<C>>,
+    /// Tasks to wake (waiters handed a connection or an error by the transition itself).
+    pub(crate) wake: Vec<Waker>,
+    /// Checkouts held past the leak threshold, to report.
+    pub(crate) leaks: Vec<(&'static Location<'static>, Duration)>,
+    /// Waiters timed out by the pool-wide timer, to log.
+    pub(crate) expired: usize,
 }
 
 impl<C, E> After<C, E> {
@@ -228,15 +239,42 @@ impl<C, E> After<C, E> {
     pub(crate) const fn new() -> Self {
         After {
             fill: None,
-            close: Vec::new(),
-            wake: Vec::new(),
-            leaks: Vec::new(),
+            close: None,
             leak_returned: None,
-            expired: 0,
             wake_connector: false,
             wake_housekeeper: false,
             size_changed: false,
+            bulk: None,
         }
+    }
+
+    /// The bulk part, allocated the first time.
+    pub(crate) fn bulk(&mut self) -> &mut Bulk<C> {
+        self.bulk.get_or_insert_with(|| {
+            Box::new(Bulk {
+                close: Vec::new(),
+                wake: Vec::new(),
+                leaks: Vec::new(),
+                expired: 0,
+            })
+        })
+    }
+
+    /// Connections it closes.
+    #[cfg(test)]
+    pub(crate) fn closing(&self) -> usize {
+        usize::from(self.close.is_some()) + self.bulk.as_ref().map_or(0, |b| b.close.len())
+    }
+
+    /// Tasks it wakes.
+    pub(crate) fn waking(&self) -> usize {
+        self.bulk.as_ref().map_or(0, |b| b.wake.len())
+    }
+
+    /// Waiters it reports as timed out.
+    #[cfg(test)]
+    pub(crate) fn expired(&self) -> usize {
+        self.bulk.as_ref().map_or(0, |b| b.expired)
     }
 }
 

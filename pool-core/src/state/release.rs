@@ -39,12 +39,13 @@ impl<C, E> State<C, E> {
             }
             self.size -= 1;
             self.stats.connections_closed += 1;
-            let mut after = After::new();
-            after.close.push(conn);
-            after.wake_connector = self.wants_connect();
-            after.leak_returned = leak_returned;
-            after.size_changed = true;
-            return after;
+            return After {
+                close: Some(conn),
+                wake_connector: self.wants_connect(),
+                leak_returned,
+                size_changed: true,
+                ..After::new()
+            };
         }
         conn.stamp = now;
         let fill = match self.waiters.pop() {
@@ -117,7 +118,7 @@ mod tests {
         ];
         for (c, o) in conns.into_iter().zip(outcomes) {
             let r = st.release(c, o, t1);
-            assert_eq!(!r.close.is_empty(), o != Outcome::Healthy, "{o:?}");
+            assert_eq!(r.closing() != 0, o != Outcome::Healthy, "{o:?}");
         }
         let s = st.stats();
         assert_eq!(
