@@ -30,6 +30,7 @@
 //! callers at once. Passwords never appear in `Debug`, `Display`, errors or log events.
 
 mod budget;
+mod cache;
 mod error;
 mod keepalive;
 mod manager;
@@ -40,6 +41,7 @@ mod ssl;
 mod tls;
 
 pub use budget::Budget;
+pub use cache::Query;
 pub use error::PgError;
 pub use keepalive::Keepalives;
 pub use manager::{reset, PgConnection, PgManager, PgTls, ProviderError, Reset};
@@ -48,6 +50,21 @@ pub use preset::{
     CHECKPOINTER_ENV_PREFIX,
 };
 pub use redact::redact;
+
+/// The pool crate, re-exported: `pool_postgres::pool_core::Config` and the rest, without a
+/// second dependency.
+pub use pool_core;
+pub use pool_core::{CheckPolicy, Config, ConfigError, ConnectionInfo, Stats, Status};
+
+/// A pool of Postgres connections (`T` is the TLS connector; [`NoTls`](tokio_postgres::NoTls)
+/// by default).
+pub type Pool<T = tokio_postgres::NoTls> = pool_core::Pool<PgManager<T>>;
+/// A pooled Postgres connection: derefs to [`PgConnection`]; goes back to the pool on drop.
+pub type Object<T = tokio_postgres::NoTls> = pool_core::Object<PgManager<T>>;
+/// The builder of a [`Pool`].
+pub type PoolBuilder<T = tokio_postgres::NoTls> = pool_core::PoolBuilder<PgManager<T>>;
+/// What a checkout from a [`Pool`] can fail with.
+pub type PoolError = pool_core::PoolError<PgError>;
 pub use ssl::SslMode;
 pub use tokio_postgres;
 #[cfg(feature = "rustls")]

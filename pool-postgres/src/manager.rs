@@ -14,10 +14,11 @@ use tokio::sync::oneshot;
 use tokio_postgres::config::{Host, TargetSessionAttrs};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
-use tokio_postgres::types::{ToSql, Type};
-use tokio_postgres::{Client, NoTls, Row, SimpleQueryMessage, Socket, Statement, ToStatement};
+use tokio_postgres::types::{BorrowToSql, ToSql, Type};
+use tokio_postgres::{Client, NoTls, Row, RowStream, SimpleQueryMessage, Socket, Statement};
 
 use crate::budget::Budget;
+use crate::cache::{self, Query, StatementCache};
 use crate::error::{server_went_away, PgError};
 use crate::keepalive::Keepalives;
 use crate::redact::redact;
@@ -66,6 +67,8 @@ pub struct PgManager<T = NoTls> {
     budget_floor: Option<usize>,
     /// SQL run on every new connection before the pool offers it.
     setup_sql: Option<Arc<str>>,
+    /// Prepared statements kept per connection by `prepare_cached` (0: none).
+    statement_cache: usize,
     health: Arc<Health>,
 }
 
@@ -127,6 +130,7 @@ impl<T> fmt::Debug for PgManager<T> {
             .field("keepalives", &self.keepalives)
             .field("tcp_user_timeout", &self.tcp_user_timeout)
             .field("connect_timeout", &self.connect_timeout)
+            .field("statement_cache", &self.statement_cache)
             .finish()
     }
 }
@@ -244,6 +248,7 @@ impl<T> PgManager<T> {
             password: None,
             budget_floor: None,
             setup_sql: None,
+            statement_cache: cache::DEFAULT_CAPACITY,
             health: Arc::new(Health::default()),
         })
     }
@@ -262,8 +267,25 @@ impl<T> PgManager<T> {
             password: self.password,
             budget_floor: self.budget_floor,
             setup_sql: self.setup_sql,
+            statement_cache: self.statement_cache,
             health: self.health,
         }
+    }
+
+    /// How many prepared statements each connection keeps for
+    /// [`PgConnection::prepare_cached`] (default 100; the least recently used goes first).
+    /// `0` turns the cache off: `prepare_cached` then prepares every time. Behind a
+    /// transaction-mode pooler such as PgBouncer, where a named statement lasts only for the
+    /// transaction that prepared it, set 0 (and use `query_typed`, which needs no named
+    /// statement).
+    pub fn statement_cache_capacity(mut self, capacity: usize) -> Self {
+        self.statement_cache = capacity;
+        self
+    }
+
+    /// The statement cache's capacity per connection.
+    pub fn statement_cache_capacity_setting(&self) -> usize {
+        self.statement_cache
     }
 
     /// Compares this floor with the server's connection budget ([`Budget`]) once, at the first
@@ -455,8 +477,30 @@ pub struct PgConnection {
     broken: AtomicBool,
     read_write: bool,
     health: Arc<Health>,
+    /// `prepare_cached`'s statements.
+    statements: Mutex<StatementCache>,
     /// Dropped after `client`: tells the connection task to wind down.
     _closing: oneshot::Sender<()>,
+}
+
+/// Runs `$call` with the statement given, and again, once, with a freshly prepared one if the
+/// given one was a cached statement gone stale ([`PgConnection::stale`]); the outcome is
+/// watched ([`PgConnection::observe`]).
+macro_rules! watched {
+    ($self:ident, $statement:ident, |$s:ident| $call:expr) => {{
+        let first = {
+            let $s = $statement;
+            $call.await
+        };
+        match $self.stale(&first, $statement) {
+            None => $self.observe(first),
+            Some((sql, types)) => {
+                let fresh = $self.prepare_typed_cached(&sql, &types).await?;
+                let $s = &fresh;
+                $self.observe($call.await)
+            }
+        }
+    }};
 }
 
 impl PgConnection {
@@ -493,31 +537,76 @@ impl PgConnection {
         result
     }
 
-    /// [`Client::query`], watched.
-    pub async fn query<S: ?Sized + ToStatement>(
+    /// The cached statement `statement` stands for, if the server lost it (26000) or its plan
+    /// changed result type (0A000): forgotten from the cache, and what it was prepared from.
+    fn stale<S: ?Sized + Query, R>(
+        &self,
+        result: &Result<R, tokio_postgres::Error>,
+        statement: &S,
+    ) -> Option<(String, Vec<Type>)> {
+        let e = result.as_ref().err()?;
+        let stale = e.code() == Some(&SqlState::INVALID_SQL_STATEMENT_NAME)
+            || (e.code() == Some(&SqlState::FEATURE_NOT_SUPPORTED)
+                && e.as_db_error().is_some_and(|d| {
+                    d.message()
+                        .contains("cached plan must not change result type")
+                }));
+        if !stale {
+            return None;
+        }
+        let key = self.cache().remove(statement.as_statement()?)?;
+        tracing::debug!(target: "pool_postgres", code = ?e.code(), "a cached statement is stale; preparing it again");
+        Some(key)
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, StatementCache> {
+        self.statements.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// [`Client::query`], watched. A statement from [`prepare_cached`](Self::prepare_cached)
+    /// that the server no longer knows (26000) or whose plan changed result type (0A000) is
+    /// prepared again and the query retried once.
+    pub async fn query<S: ?Sized + Query>(
         &self,
         statement: &S,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<Row>, tokio_postgres::Error> {
-        self.observe(self.client.query(statement, params).await)
+        watched!(self, statement, |s| self.client.query(s, params))
     }
 
-    /// [`Client::query_one`], watched.
-    pub async fn query_one<S: ?Sized + ToStatement>(
+    /// [`Client::query_one`], watched (and retried as [`query`](Self::query) is).
+    pub async fn query_one<S: ?Sized + Query>(
         &self,
         statement: &S,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Row, tokio_postgres::Error> {
-        self.observe(self.client.query_one(statement, params).await)
+        watched!(self, statement, |s| self.client.query_one(s, params))
     }
 
-    /// [`Client::query_opt`], watched.
-    pub async fn query_opt<S: ?Sized + ToStatement>(
+    /// [`Client::query_opt`], watched (and retried as [`query`](Self::query) is).
+    pub async fn query_opt<S: ?Sized + Query>(
         &self,
         statement: &S,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Option<Row>, tokio_postgres::Error> {
-        self.observe(self.client.query_opt(statement, params).await)
+        watched!(self, statement, |s| self.client.query_opt(s, params))
+    }
+
+    /// [`Client::query_raw`], watched (and retried as [`query`](Self::query) is).
+    pub async fn query_raw<S, P, I>(
+        &self,
+        statement: &S,
+        params: I,
+    ) -> Result<RowStream, tokio_postgres::Error>
+    where
+        S: ?Sized + Query,
+        P: BorrowToSql,
+        I: IntoIterator<Item = P> + Clone,
+        I::IntoIter: ExactSizeIterator,
+    {
+        watched!(self, statement, |s| self
+            .client
+            .query_raw(s, params.clone()))
     }
 
     /// [`Client::query_typed`], watched.
@@ -529,13 +618,13 @@ impl PgConnection {
         self.observe(self.client.query_typed(statement, params).await)
     }
 
-    /// [`Client::execute`], watched.
-    pub async fn execute<S: ?Sized + ToStatement>(
+    /// [`Client::execute`], watched (and retried as [`query`](Self::query) is).
+    pub async fn execute<S: ?Sized + Query>(
         &self,
         statement: &S,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<u64, tokio_postgres::Error> {
-        self.observe(self.client.execute(statement, params).await)
+        watched!(self, statement, |s| self.client.execute(s, params))
     }
 
     /// [`Client::simple_query`], watched.
@@ -554,6 +643,58 @@ impl PgConnection {
     /// [`Client::prepare`], watched.
     pub async fn prepare(&self, query: &str) -> Result<Statement, tokio_postgres::Error> {
         self.observe(self.client.prepare(query).await)
+    }
+
+    /// [`Client::prepare_typed`], watched.
+    pub async fn prepare_typed(
+        &self,
+        query: &str,
+        types: &[Type],
+    ) -> Result<Statement, tokio_postgres::Error> {
+        self.observe(self.client.prepare_typed(query, types).await)
+    }
+
+    /// The statement prepared for `query` on this connection: from its cache (one server-side
+    /// statement per query text per connection, so a query costs one round trip, not a
+    /// Parse and a Bind), or prepared now and kept. The cache is bounded
+    /// ([`PgManager::statement_cache_capacity`]); a cached statement the server lost, or whose
+    /// plan changed result type, is prepared again by the watched query methods.
+    ///
+    /// # Errors
+    /// The server's error preparing it.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: a statement prepared by a cancelled call is not kept.
+    pub async fn prepare_cached(&self, query: &str) -> Result<Statement, tokio_postgres::Error> {
+        self.prepare_typed_cached(query, &[]).await
+    }
+
+    /// [`prepare_cached`](Self::prepare_cached) with parameter types.
+    ///
+    /// # Errors
+    /// The server's error preparing it.
+    pub async fn prepare_typed_cached(
+        &self,
+        query: &str,
+        types: &[Type],
+    ) -> Result<Statement, tokio_postgres::Error> {
+        if let Some(statement) = self.cache().get(query, types) {
+            return Ok(statement);
+        }
+        let statement = self.prepare_typed(query, types).await?;
+        self.cache().insert(query, types, statement.clone());
+        Ok(statement)
+    }
+
+    /// Forgets every cached statement (each is closed on the server once no clone of it is
+    /// left). `Reset::DiscardAll` does this too.
+    pub fn clear_statement_cache(&self) {
+        self.cache().clear();
+    }
+
+    /// How many statements the cache holds.
+    pub fn statement_cache_len(&self) -> usize {
+        self.cache().len()
     }
 }
 
@@ -667,6 +808,7 @@ impl<T: PgTls> PgManager<T> {
             broken: AtomicBool::new(false),
             read_write: config.get_target_session_attrs() == TargetSessionAttrs::ReadWrite,
             health,
+            statements: Mutex::new(StatementCache::new(self.statement_cache)),
             _closing: closing,
         })
     }
@@ -813,8 +955,9 @@ pub fn reset(
             conn.client.batch_execute("ROLLBACK").await?;
             if how == Reset::DiscardAll {
                 // Its own query: a multi-statement string is a transaction block, which
-                // DISCARD ALL refuses.
+                // DISCARD ALL refuses. The server forgets every prepared statement.
                 conn.client.batch_execute("DISCARD ALL").await?;
+                conn.clear_statement_cache();
             }
             Ok(())
         })

@@ -130,3 +130,39 @@ async fn a_named_prepared_statement_fails_behind_pgbouncer_with_a_clear_error() 
         .unwrap();
     conn.simple_query("SELECT 1").await.unwrap();
 }
+
+/// Behind a transaction-mode pooler the statement cache is turned off
+/// (`statement_cache_capacity(0)`): `prepare_cached` prepares every time, keeps nothing, and
+/// its named statement fails with the same clear error as `prepare`'s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prepare_cached_with_the_cache_off_behind_pgbouncer_gives_the_clear_error() {
+    let url = require_server!();
+    let bouncer =
+        tokio::task::spawn_blocking(move || Bouncer::start(server_port(&url), "postgres", 2))
+            .await
+            .unwrap();
+    let app = common::unique("bouncer_cached");
+    let manager = PgManager::from_url(&bouncer.conninfo("postgres", &app))
+        .unwrap()
+        .statement_cache_capacity(0);
+    let pool = Pool::builder(manager).max_size(1).build().unwrap();
+    let conn = pool.get().await.unwrap();
+    let statement = conn.prepare_cached("SELECT $1::int4 + 1").await.unwrap();
+    assert_eq!(
+        conn.statement_cache_len(),
+        0,
+        "nothing is kept with the cache off"
+    );
+    let (capture, guard) = pool_testkit::Capture::install();
+    let err = conn
+        .query(&statement, &[&1i32])
+        .await
+        .expect_err("the named statement is gone");
+    drop(guard);
+    assert_eq!(err.as_db_error().unwrap().code().code(), "26000", "{err:?}");
+    let log = capture.text();
+    assert!(
+        log.contains("transaction-mode pooler") && log.contains("query_typed"),
+        "{log}"
+    );
+}
