@@ -151,3 +151,23 @@ impl Query for Statement {
         Some(self)
     }
 }
+
+/// Runs `$call` with the statement given, and again, once, with a freshly prepared one if the
+/// given one was a cached statement gone stale (`stale`); the outcome is
+/// watched (`observe`).
+macro_rules! watched {
+    ($self:ident, $statement:ident, |$s:ident| $call:expr) => {{
+        let first = {
+            let $s = $statement;
+            $call.await
+        };
+        match $self.stale(&first, $statement) {
+            None => $self.observe(first),
+            Some((sql, types)) => {
+                let fresh = $self.prepare_typed_cached(&sql, &types).await?;
+                let $s = &fresh;
+                $self.observe($call.await)
+            }
+        }
+    }};
+}

@@ -30,8 +30,10 @@
 //! callers at once. Passwords never appear in `Debug`, `Display`, errors or log events.
 
 mod budget;
+#[macro_use]
 mod cache;
 mod error;
+mod generic;
 mod keepalive;
 mod manager;
 mod preset;
@@ -39,10 +41,12 @@ mod redact;
 mod ssl;
 #[cfg(feature = "rustls")]
 mod tls;
+mod transaction;
 
 pub use budget::Budget;
 pub use cache::Query;
 pub use error::PgError;
+pub use generic::GenericClient;
 pub use keepalive::Keepalives;
 pub use manager::{reset, PgConnection, PgManager, PgTls, ProviderError, Reset};
 pub use preset::{
@@ -67,5 +71,6 @@ pub type PoolBuilder<T = tokio_postgres::NoTls> = pool_core::PoolBuilder<PgManag
 pub type PoolError = pool_core::PoolError<PgError>;
 pub use ssl::SslMode;
 pub use tokio_postgres;
+pub use transaction::{Transaction, TransactionBuilder};
 #[cfg(feature = "rustls")]
 pub use {rustls, tokio_postgres_rustls};

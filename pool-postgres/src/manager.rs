@@ -9,13 +9,16 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bytes::Buf;
 use pool_core::{ErrorClass, Manager};
 use tokio::sync::oneshot;
 use tokio_postgres::config::{Host, TargetSessionAttrs};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 use tokio_postgres::types::{BorrowToSql, ToSql, Type};
-use tokio_postgres::{Client, NoTls, Row, RowStream, SimpleQueryMessage, Socket, Statement};
+use tokio_postgres::{
+    Client, CopyInSink, CopyOutStream, NoTls, Row, RowStream, SimpleQueryMessage, Socket, Statement,
+};
 
 use crate::budget::Budget;
 use crate::cache::{self, Query, StatementCache};
@@ -23,6 +26,7 @@ use crate::error::{server_went_away, PgError};
 use crate::keepalive::Keepalives;
 use crate::redact::redact;
 use crate::ssl::{split_ssl, SslMode, SslSettings};
+use crate::transaction::{Transaction, TransactionBuilder};
 
 /// How long a closed connection's background task may take to say goodbye to the server.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
@@ -483,34 +487,22 @@ pub struct PgConnection {
     _closing: oneshot::Sender<()>,
 }
 
-/// Runs `$call` with the statement given, and again, once, with a freshly prepared one if the
-/// given one was a cached statement gone stale ([`PgConnection::stale`]); the outcome is
-/// watched ([`PgConnection::observe`]).
-macro_rules! watched {
-    ($self:ident, $statement:ident, |$s:ident| $call:expr) => {{
-        let first = {
-            let $s = $statement;
-            $call.await
-        };
-        match $self.stale(&first, $statement) {
-            None => $self.observe(first),
-            Some((sql, types)) => {
-                let fresh = $self.prepare_typed_cached(&sql, &types).await?;
-                let $s = &fresh;
-                $self.observe($call.await)
-            }
-        }
-    }};
+/// What a statement's outcome is watched against: the connection's marks, its statement cache
+/// and the manager's health, borrowed apart from the client (a transaction holds the client).
+#[derive(Clone, Copy)]
+pub(crate) struct Watch<'a> {
+    seq: u64,
+    server: &'a Arc<str>,
+    broken: &'a AtomicBool,
+    read_write: bool,
+    health: &'a Arc<Health>,
+    statements: &'a Mutex<StatementCache>,
 }
 
-impl PgConnection {
-    /// The server this connection is on: `address:port` as the server reports it when the
-    /// connection string lists several hosts, else empty.
-    pub fn server(&self) -> &str {
-        &self.server
-    }
-
-    fn observe<R>(
+impl Watch<'_> {
+    /// Looks at a statement's outcome: the 26000 hint behind a pooler, and a 25006 on a
+    /// read-write pool marks this server's connections broken.
+    pub(crate) fn observe<R>(
         &self,
         result: Result<R, tokio_postgres::Error>,
     ) -> Result<R, tokio_postgres::Error> {
@@ -526,7 +518,7 @@ impl PgConnection {
             }
             if self.read_write && e.code() == Some(&SqlState::READ_ONLY_SQL_TRANSACTION) {
                 self.broken.store(true, Ordering::Release);
-                self.health.demote(&self.server, self.seq);
+                self.health.demote(self.server, self.seq);
                 tracing::warn!(
                     target: "pool_postgres",
                     server = %self.server,
@@ -539,7 +531,7 @@ impl PgConnection {
 
     /// The cached statement `statement` stands for, if the server lost it (26000) or its plan
     /// changed result type (0A000): forgotten from the cache, and what it was prepared from.
-    fn stale<S: ?Sized + Query, R>(
+    pub(crate) fn stale<S: ?Sized + Query, R>(
         &self,
         result: &Result<R, tokio_postgres::Error>,
         statement: &S,
@@ -559,8 +551,95 @@ impl PgConnection {
         Some(key)
     }
 
+    pub(crate) fn cache(&self) -> std::sync::MutexGuard<'_, StatementCache> {
+        self.statements.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl PgConnection {
+    /// The server this connection is on: `address:port` as the server reports it when the
+    /// connection string lists several hosts, else empty.
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+
+    /// What statements on this connection are watched against, borrowed apart from the
+    /// client.
+    pub(crate) fn watch(&self) -> Watch<'_> {
+        Watch {
+            seq: self.seq,
+            server: &self.server,
+            broken: &self.broken,
+            read_write: self.read_write,
+            health: &self.health,
+            statements: &self.statements,
+        }
+    }
+
+    fn observe<R>(
+        &self,
+        result: Result<R, tokio_postgres::Error>,
+    ) -> Result<R, tokio_postgres::Error> {
+        self.watch().observe(result)
+    }
+
+    fn stale<S: ?Sized + Query, R>(
+        &self,
+        result: &Result<R, tokio_postgres::Error>,
+        statement: &S,
+    ) -> Option<(String, Vec<Type>)> {
+        self.watch().stale(result, statement)
+    }
+
     fn cache(&self) -> std::sync::MutexGuard<'_, StatementCache> {
         self.statements.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Starts a transaction (`BEGIN`), watched like the connection's own statements: a 25006
+    /// in it marks this server's connections broken under `target_session_attrs=read-write`,
+    /// and its cached statements are this connection's. Rolled back if dropped uncommitted.
+    ///
+    /// # Errors
+    /// The server's error starting it.
+    pub async fn transaction(&mut self) -> Result<Transaction<'_>, tokio_postgres::Error> {
+        let (client, watch) = self.split();
+        let inner = watch.observe(client.transaction().await)?;
+        Ok(Transaction::new(inner, watch))
+    }
+
+    /// A transaction with its isolation level, read-only and deferrable modes set.
+    pub fn build_transaction(&mut self) -> TransactionBuilder<'_> {
+        let (client, watch) = self.split();
+        TransactionBuilder::new(client.build_transaction(), watch)
+    }
+
+    fn split(&mut self) -> (&mut Client, Watch<'_>) {
+        let watch = Watch {
+            seq: self.seq,
+            server: &self.server,
+            broken: &self.broken,
+            read_write: self.read_write,
+            health: &self.health,
+            statements: &self.statements,
+        };
+        (&mut self.client, watch)
+    }
+
+    /// [`Client::copy_in`], watched.
+    pub async fn copy_in<S, U>(&self, statement: &S) -> Result<CopyInSink<U>, tokio_postgres::Error>
+    where
+        S: ?Sized + Query,
+        U: Buf + 'static + Send,
+    {
+        self.observe(self.client.copy_in(statement).await)
+    }
+
+    /// [`Client::copy_out`], watched.
+    pub async fn copy_out<S>(&self, statement: &S) -> Result<CopyOutStream, tokio_postgres::Error>
+    where
+        S: ?Sized + Query,
+    {
+        self.observe(self.client.copy_out(statement).await)
     }
 
     /// [`Client::query`], watched. A statement from [`prepare_cached`](Self::prepare_cached)

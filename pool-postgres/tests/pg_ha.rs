@@ -475,3 +475,76 @@ async fn a_pooled_connections_query_can_be_cancelled() {
     let again = pool.get().await.unwrap();
     again.simple_query("SELECT 1").await.unwrap();
 }
+
+/// Demotion in place while a transaction runs: the 25006 inside the transaction is watched as
+/// a plain statement's is, and the demoted server's connections are evicted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_demotion_seen_inside_a_transaction_evicts_that_servers_connections() {
+    let _ = require_server!();
+    let (a, b) = blocking(|| {
+        let a = Cluster::new();
+        let b = Cluster::new();
+        for c in [&a, &b] {
+            c.sql("CREATE TABLE w (task int, n int)");
+        }
+        b.sql("ALTER SYSTEM SET default_transaction_read_only = on");
+        b.sql("SELECT pg_reload_conf()");
+        (a, b)
+    })
+    .await;
+    let app = common::unique("demote_tx");
+    let manager =
+        PgManager::from_url(&over(&[&a, &b], &app, "target_session_attrs=read-write")).unwrap();
+    let pool = Pool::builder(manager)
+        .min_size(3)
+        .max_size(3)
+        .check(CheckPolicy::Never)
+        .build()
+        .unwrap();
+    pool.wait_ready(Duration::from_secs(10)).await.unwrap();
+    let mut conn = pool.get().await.unwrap();
+    // A is demoted in place: new transactions there are read-only.
+    let (a, b) = blocking(move || {
+        a.sql("ALTER SYSTEM SET default_transaction_read_only = on");
+        a.sql("SELECT pg_reload_conf()");
+        b.sql("ALTER SYSTEM RESET default_transaction_read_only");
+        b.sql("SELECT pg_reload_conf()");
+        (a, b)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let tx = conn.transaction().await.unwrap();
+    let err = tx
+        .execute("INSERT INTO w VALUES (1, 1)", &[])
+        .await
+        .expect_err("A is read-only now");
+    assert_eq!(err.code(), Some(&SqlState::READ_ONLY_SQL_TRANSACTION));
+    drop(tx);
+    assert_eq!(
+        pool.manager().demotions_seen(),
+        1,
+        "seen through the transaction"
+    );
+    drop(conn);
+    // The connection in hand and the idle ones to A are closed; writes go to B.
+    let q = format!("SELECT count(*) FROM pg_stat_activity WHERE application_name = '{app}'");
+    let evicted = common::eventually(Duration::from_secs(5), || async {
+        let _ = pool.get().await;
+        pool.status().connecting == 0 && count(&a, &q) == 0
+    })
+    .await;
+    assert!(
+        evicted,
+        "A's connections: {}, {:?}",
+        count(&a, &q),
+        pool.status()
+    );
+    let mut conn = pool.get().await.unwrap();
+    let tx = conn.transaction().await.unwrap();
+    tx.execute("INSERT INTO w VALUES (2, 2)", &[])
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    drop(conn);
+    assert_eq!(count(&b, "SELECT count(*) FROM w"), 1);
+}
