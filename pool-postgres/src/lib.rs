@@ -39,6 +39,7 @@ mod manager;
 mod preset;
 mod redact;
 mod ssl;
+mod stream;
 #[cfg(feature = "rustls")]
 mod tls;
 mod transaction;
@@ -70,6 +71,7 @@ pub type PoolBuilder<T = tokio_postgres::NoTls> = pool_core::PoolBuilder<PgManag
 /// What a checkout from a [`Pool`] can fail with.
 pub type PoolError = pool_core::PoolError<PgError>;
 pub use ssl::SslMode;
+pub use stream::{ConnectFuture, PgStream, Stream};
 pub use tokio_postgres;
 pub use transaction::{Transaction, TransactionBuilder};
 #[cfg(feature = "rustls")]

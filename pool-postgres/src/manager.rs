@@ -26,6 +26,7 @@ use crate::error::{server_went_away, PgError};
 use crate::keepalive::Keepalives;
 use crate::redact::redact;
 use crate::ssl::{split_ssl, SslMode, SslSettings};
+use crate::stream::{Connector, PgStream};
 use crate::transaction::{Transaction, TransactionBuilder};
 
 /// How long a closed connection's background task may take to say goodbye to the server.
@@ -73,6 +74,8 @@ pub struct PgManager<T = NoTls> {
     setup_sql: Option<Arc<str>>,
     /// Prepared statements kept per connection by `prepare_cached` (0: none).
     statement_cache: usize,
+    /// Supplies the stream for every connect, instead of dialing the hosts.
+    connector: Option<Connector>,
     health: Arc<Health>,
 }
 
@@ -135,6 +138,7 @@ impl<T> fmt::Debug for PgManager<T> {
             .field("tcp_user_timeout", &self.tcp_user_timeout)
             .field("connect_timeout", &self.connect_timeout)
             .field("statement_cache", &self.statement_cache)
+            .field("connector", &self.connector.as_ref().map(|_| "custom"))
             .finish()
     }
 }
@@ -253,6 +257,7 @@ impl<T> PgManager<T> {
             budget_floor: None,
             setup_sql: None,
             statement_cache: cache::DEFAULT_CAPACITY,
+            connector: None,
             health: Arc::new(Health::default()),
         })
     }
@@ -272,8 +277,44 @@ impl<T> PgManager<T> {
             budget_floor: self.budget_floor,
             setup_sql: self.setup_sql,
             statement_cache: self.statement_cache,
+            connector: self.connector,
             health: self.health,
         }
+    }
+
+    /// Supplies the stream for every connect (a Unix socket at a path of your choosing, an
+    /// SSH or kube port-forward tunnel, a cloud SQL connector), instead of tokio-postgres
+    /// dialing the connection string's hosts. The rest of the connect is the manager's as
+    /// usual: the keepalives and `tcp_user_timeout` are set on a [`PgStream::Tcp`], the
+    /// `connect_timeout` bounds the whole connect, and the password provider,
+    /// [`after_connect_sql`](Self::after_connect_sql), the budget check, the health checks
+    /// and the SQLSTATE handling apply. `connect` is given the connection settings (with the
+    /// provider's password), to read what it needs.
+    ///
+    /// The Postgres protocol runs over the stream as it is: encryption is the connector's or
+    /// the tunnel's (a connect with `sslmode=require` or stricter fails with a configuration
+    /// error naming it), and `target_session_attrs` is not checked.
+    ///
+    /// ```no_run
+    /// # fn demo() -> Result<(), pool_postgres::PgError> {
+    /// use pool_postgres::{PgManager, PgStream};
+    ///
+    /// let manager = PgManager::from_url("postgres://app@db/app?sslmode=disable")?
+    ///     .connector(|_config| async {
+    ///         let socket = tokio::net::UnixStream::connect("/run/db/.s.PGSQL.5432").await?;
+    ///         Ok(PgStream::Unix(socket))
+    ///     });
+    /// # drop(manager);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn connector<F, Fut>(mut self, connect: F) -> Self
+    where
+        F: Fn(&tokio_postgres::Config) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = std::io::Result<PgStream>> + Send + 'static,
+    {
+        self.connector = Some(Arc::new(move |config| Box::pin(connect(config))));
+        self
     }
 
     /// How many prepared statements each connection keeps for
@@ -833,10 +874,65 @@ impl<T: PgTls> PgManager<T> {
     /// One connect with this configuration: tokio-postgres tries the hosts, checks the session
     /// attributes, and the connection task is spawned.
     async fn connect_with(&self, config: &tokio_postgres::Config) -> Result<PgConnection, PgError> {
+        if let Some(connector) = &self.connector {
+            return self.connect_custom(connector, config).await;
+        }
         let (client, connection) = config
             .connect(self.tls.clone())
             .await
             .map_err(|e| PgError::connect(self.targets(), e))?;
+        self.finish(client, connection, config).await
+    }
+
+    /// A connect over the stream the custom connector supplies.
+    async fn connect_custom(
+        &self,
+        connector: &Connector,
+        config: &tokio_postgres::Config,
+    ) -> Result<PgConnection, PgError> {
+        if self.ssl.mode.requires_tls() {
+            return Err(PgError::Config(format!(
+                "sslmode={} with a custom connector: the Postgres protocol runs over the connector's stream without TLS; encrypt in the connector or the tunnel and set sslmode=disable",
+                self.ssl.mode
+            )));
+        }
+        let target = "the custom connector".to_string();
+        let dial = async {
+            let stream = connector(config).await.map_err(|source| PgError::Io {
+                target: target.clone(),
+                source,
+            })?;
+            stream
+                .tune(self.keepalives, self.tcp_user_timeout)
+                .map_err(|source| PgError::Io {
+                    target: target.clone(),
+                    source,
+                })?;
+            config
+                .connect_raw(stream, NoTls)
+                .await
+                .map_err(|e| PgError::connect(target.clone(), e))
+        };
+        let (client, connection) = match self.connect_timeout {
+            Some(limit) => tokio::time::timeout(limit, dial)
+                .await
+                .map_err(|_| PgError::TimedOut { what: "connect" })??,
+            None => dial.await?,
+        };
+        self.finish(client, connection, config).await
+    }
+
+    /// The rest of every connect, however its stream was made: the connection task, the
+    /// setup SQL, the budget check, the server's address.
+    async fn finish<C>(
+        &self,
+        client: Client,
+        connection: C,
+        config: &tokio_postgres::Config,
+    ) -> Result<PgConnection, PgError>
+    where
+        C: Future<Output = Result<(), tokio_postgres::Error>> + Send + 'static,
+    {
         let (closing, closed) = oneshot::channel::<()>();
         let health = Arc::clone(&self.health);
         let born = health.suspect_epoch.load(Ordering::Acquire);

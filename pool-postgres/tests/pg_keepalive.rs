@@ -22,35 +22,6 @@ async fn client_ports(admin: &Client, app: &str) -> Vec<u16> {
     rows.iter().map(|r| r.get::<_, i32>(0) as u16).collect()
 }
 
-/// The keepalive timer `ss` shows on the established socket with this local port, in
-/// seconds (`None`: no keepalive timer).
-fn keepalive_timer(port: u16) -> Option<f64> {
-    let out = std::process::Command::new("ss")
-        .args(["-tnoe", "state", "established"])
-        .output()
-        .unwrap_or_else(|e| panic!("`ss` (iproute2) is needed to see the sockets' timers: {e}"));
-    let out = String::from_utf8_lossy(&out.stdout).into_owned();
-    let line = out
-        .lines()
-        .find(|l| {
-            l.split_whitespace()
-                .nth(2)
-                .is_some_and(|local| local.ends_with(&format!(":{port}")))
-        })
-        .unwrap_or_else(|| panic!("no socket with local port {port} in ss output:\n{out}"));
-    let timer = line.split("timer:(keepalive,").nth(1)?;
-    let t = timer.split(',').next().unwrap_or("");
-    let secs = if let Some(ms) = t.strip_suffix("ms") {
-        ms.parse::<f64>().ok().map(|v| v / 1000.0)
-    } else if let Some((m, s)) = t.split_once("min") {
-        let s = s.trim_end_matches("sec");
-        Some(m.parse::<f64>().ok()? * 60.0 + s.parse::<f64>().unwrap_or(0.0))
-    } else {
-        t.trim_end_matches("sec").parse().ok()
-    };
-    Some(secs.unwrap_or_else(|| panic!("unparsable timer: {line}")))
-}
-
 async fn pool_ports(url: &str, app: &str, n: usize, admin: &Client) -> (Pool<PgManager>, Vec<u16>) {
     let manager = PgManager::from_url(url).unwrap();
     let pool = Pool::builder(manager)
@@ -76,7 +47,8 @@ async fn pool_sockets_carry_the_default_keepalives() {
     );
     let (_pool, ports) = pool_ports(&conn, &app, 3, &admin).await;
     for port in ports {
-        let timer = keepalive_timer(port).unwrap_or_else(|| panic!("no keepalive timer on {port}"));
+        let timer =
+            common::keepalive_timer(port).unwrap_or_else(|| panic!("no keepalive timer on {port}"));
         // Linux's default would be 7200 s.
         assert!(timer <= 60.0, "keepalive timer {timer} s on port {port}");
     }
@@ -106,7 +78,8 @@ async fn url_settings_win_over_the_defaults() {
     );
     let (pool, ports) = pool_ports(&conn, &app, 2, &admin).await;
     for port in ports {
-        let timer = keepalive_timer(port).unwrap_or_else(|| panic!("no keepalive timer on {port}"));
+        let timer =
+            common::keepalive_timer(port).unwrap_or_else(|| panic!("no keepalive timer on {port}"));
         assert!(
             timer <= 30.0,
             "keepalives_idle=30 from the URL: timer {timer} s on {port}"
@@ -133,7 +106,7 @@ async fn url_settings_win_over_the_defaults() {
         None
     );
     let (_pool, ports) = pool_ports(&conn, &app, 1, &admin).await;
-    assert_eq!(keepalive_timer(ports[0]), None);
+    assert_eq!(common::keepalive_timer(ports[0]), None);
 }
 
 #[test]

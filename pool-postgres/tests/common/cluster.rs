@@ -338,6 +338,11 @@ impl Cluster {
         self.pg_ctl(&["-w", "-t", "60", "promote"]);
     }
 
+    /// The cluster's Unix socket (trust auth).
+    pub fn socket_path(&self) -> PathBuf {
+        self.dir.join(format!(".s.PGSQL.{}", self.port))
+    }
+
     /// Runs SQL as the superuser over the cluster's Unix socket (psql, no password).
     pub fn sql(&self, sql: &str) -> String {
         let out = self.run(

@@ -188,3 +188,32 @@ pub async fn drop_role(admin: &Client, role: &str) {
     }
     panic!("could not drop role {role}");
 }
+
+/// The keepalive timer `ss` shows on the established socket with this local port, in
+/// seconds (`None`: no keepalive timer).
+pub fn keepalive_timer(port: u16) -> Option<f64> {
+    let out = std::process::Command::new("ss")
+        .args(["-tnoe", "state", "established"])
+        .output()
+        .unwrap_or_else(|e| panic!("`ss` (iproute2) is needed to see the sockets' timers: {e}"));
+    let out = String::from_utf8_lossy(&out.stdout).into_owned();
+    let line = out
+        .lines()
+        .find(|l| {
+            l.split_whitespace()
+                .nth(2)
+                .is_some_and(|local| local.ends_with(&format!(":{port}")))
+        })
+        .unwrap_or_else(|| panic!("no socket with local port {port} in ss output:\n{out}"));
+    let timer = line.split("timer:(keepalive,").nth(1)?;
+    let t = timer.split(',').next().unwrap_or("");
+    let secs = if let Some(ms) = t.strip_suffix("ms") {
+        ms.parse::<f64>().ok().map(|v| v / 1000.0)
+    } else if let Some((m, s)) = t.split_once("min") {
+        let s = s.trim_end_matches("sec");
+        Some(m.parse::<f64>().ok()? * 60.0 + s.parse::<f64>().unwrap_or(0.0))
+    } else {
+        t.trim_end_matches("sec").parse().ok()
+    };
+    Some(secs.unwrap_or_else(|| panic!("unparsable timer: {line}")))
+}
