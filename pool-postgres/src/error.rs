@@ -34,8 +34,11 @@ pub enum PgError {
         source: tokio_postgres::Error,
     },
     /// The password provider failed.
-    PasswordProvider(crate::manager::ProviderError),
+    PasswordProvider(ProviderError),
 }
+
+/// The error a password provider may return.
+pub type ProviderError = Box<dyn std::error::Error + Send + Sync>;
 
 impl PgError {
     /// The SQLSTATE the server sent, if any.

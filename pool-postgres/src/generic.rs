@@ -10,7 +10,8 @@ use tokio_postgres::{
 };
 
 use crate::cache::Query;
-use crate::manager::{PgConnection, PgManager, PgTls};
+use crate::connection::PgConnection;
+use crate::manager::{PgManager, PgTls};
 use crate::transaction::Transaction;
 
 /// The methods a pooled [`Object`](crate::Object), a [`PgConnection`] and a [`Transaction`]

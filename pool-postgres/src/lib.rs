@@ -29,32 +29,56 @@
 //! credentials), 3D000 (unknown database) and a refused server certificate fail the waiting
 //! callers at once. Passwords never appear in `Debug`, `Display`, errors or log events.
 
+//!
+//! # Map
+//!
+//! | file | holds |
+//! |---|---|
+//! | `manager.rs` | `PgManager`: its settings, the builder methods and the `Manager` impl |
+//! | `dial.rs` | one connect (dialing the hosts or a custom connector's stream), the connection task, setup SQL, the budget check |
+//! | `connection.rs` | `PgConnection`: the watched statement methods, the statement cache, transactions |
+//! | `transaction.rs`, `generic.rs` | the watched `Transaction`; `GenericClient` over all three |
+//! | `watch.rs`, `health.rs` | what a statement's outcome is observed against; what connections tell each other |
+//! | `cache.rs` | the per-connection LRU of prepared statements |
+//! | `conninfo.rs` | the one connection-string parser (URL and key/value), for TLS settings, explicit parameters and redaction |
+//! | `stream.rs` | custom connects' streams |
+//! | `reset.rs`, `preset.rs`, `ssl.rs`, `tls.rs`, `error.rs`, `budget.rs`, `keepalive.rs`, `redact.rs` | reset hooks, presets, TLS settings, errors, the connection budget, keepalives, redaction |
+
 mod budget;
 #[macro_use]
 mod cache;
+mod connection;
+mod conninfo;
+mod dial;
 mod error;
 mod generic;
+mod health;
 mod keepalive;
 mod manager;
 mod preset;
 mod redact;
+mod reset;
 mod ssl;
 mod stream;
 #[cfg(feature = "rustls")]
 mod tls;
 mod transaction;
+mod watch;
 
 pub use budget::Budget;
 pub use cache::Query;
+pub use connection::PgConnection;
 pub use error::PgError;
+pub use error::ProviderError;
 pub use generic::GenericClient;
 pub use keepalive::Keepalives;
-pub use manager::{reset, PgConnection, PgManager, PgTls, ProviderError, Reset};
+pub use manager::{PgManager, PgTls};
 pub use preset::{
     checkpointer, checkpointer_config, checkpointer_with_prefix, elastic, elastic_config,
     CHECKPOINTER_ENV_PREFIX,
 };
 pub use redact::redact;
+pub use reset::{reset, Reset};
 
 /// The pool crate, re-exported: `pool_postgres::pool_core::Config` and the rest, without a
 /// second dependency.

@@ -5,6 +5,7 @@
 
 use std::path::PathBuf;
 
+use crate::conninfo::Conninfo;
 use crate::error::PgError;
 use crate::redact::redact;
 
@@ -77,153 +78,42 @@ pub(crate) struct SslSettings {
 /// Splits the TLS settings tokio-postgres cannot parse out of `conn`; returns the string for
 /// tokio-postgres and the settings.
 pub(crate) fn split_ssl(conn: &str) -> Result<(String, SslSettings), PgError> {
-    let trimmed = conn.trim();
+    let bad = |why: String| PgError::Config(format!("{why} (in {:?})", redact(conn)));
+    let info = Conninfo::parse(conn);
+    let info = if info.is_url() {
+        info
+    } else {
+        info.strict().map_err(bad)?
+    };
     let mut settings = SslSettings::default();
-    let mut take = |key: &str, value: &str| -> Result<Option<String>, PgError> {
-        match key {
+    let rebuilt = info
+        .rewrite(|p| match p.key.as_str() {
             "sslmode" => {
+                let value = &p.value;
                 let mode = SslMode::parse(value).ok_or_else(|| {
-                    PgError::Config(format!(
-                        "sslmode={value:?} is not one of disable, prefer, require, verify-ca, verify-full (in {:?})",
-                        redact(conn)
-                    ))
+                    format!(
+                        "sslmode={value:?} is not one of disable, prefer, require, verify-ca, verify-full"
+                    )
                 })?;
                 settings.mode = mode;
                 // tokio-postgres knows disable, prefer and require; verification is the
                 // connector's business.
-                Ok(Some(
-                    if mode.verifies() { "require" } else { value }.to_string(),
-                ))
+                Ok(Some(if mode.verifies() { "require".to_string() } else { value.clone() }))
             }
             "sslrootcert" => {
-                settings.root_cert = Some(PathBuf::from(value));
+                settings.root_cert = Some(PathBuf::from(&p.value));
                 Ok(None)
             }
-            _ => Ok(Some(value.to_string())),
-        }
-    };
-    let rebuilt = if trimmed.starts_with("postgres://") || trimmed.starts_with("postgresql://") {
-        let (head, fragment) = match trimmed.split_once('#') {
-            Some((h, f)) => (h, Some(f)),
-            None => (trimmed, None),
-        };
-        let Some((base, query)) = head.split_once('?') else {
-            return Ok((conn.to_string(), settings));
-        };
-        let mut kept = Vec::new();
-        for pair in query.split('&').filter(|p| !p.is_empty()) {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            let value = percent_decode(v);
-            if let Some(new) = take(k, &value)? {
-                kept.push(if new == value {
-                    pair.to_string()
-                } else {
-                    format!("{k}={new}")
-                });
-            }
-        }
-        let mut out = base.to_string();
-        if !kept.is_empty() {
-            out.push('?');
-            out.push_str(&kept.join("&"));
-        }
-        if let Some(f) = fragment {
-            out.push('#');
-            out.push_str(f);
-        }
-        out
+            _ => Ok(Some(p.value.clone())),
+        })
+        .map_err(bad)?;
+    // A URL without a query is passed through as written.
+    let rebuilt = if info.is_url() && info.params().is_empty() {
+        conn.to_string()
     } else {
-        let pairs = key_values(trimmed)
-            .map_err(|e| PgError::Config(format!("{e} (in {:?})", redact(conn))))?;
-        let mut kept = Vec::new();
-        for (k, v) in pairs {
-            if let Some(new) = take(&k, &v)? {
-                kept.push(format!(
-                    "{k}='{}'",
-                    new.replace('\\', "\\\\").replace('\'', "\\'")
-                ));
-            }
-        }
-        kept.join(" ")
+        rebuilt
     };
     Ok((rebuilt, settings))
-}
-
-/// libpq key/value pairs: `key=value`, `key = 'quoted \' value'`.
-fn key_values(s: &str) -> Result<Vec<(String, String)>, String> {
-    let mut out = Vec::new();
-    let mut chars = s.chars().peekable();
-    loop {
-        while chars.peek().is_some_and(|c| c.is_whitespace()) {
-            chars.next();
-        }
-        if chars.peek().is_none() {
-            return Ok(out);
-        }
-        let mut key = String::new();
-        while let Some(&c) = chars.peek() {
-            if c == '=' || c.is_whitespace() {
-                break;
-            }
-            key.push(c);
-            chars.next();
-        }
-        while chars.peek().is_some_and(|c| c.is_whitespace()) {
-            chars.next();
-        }
-        if chars.next() != Some('=') {
-            return Err(format!("expected '=' after {key:?}"));
-        }
-        while chars.peek().is_some_and(|c| c.is_whitespace()) {
-            chars.next();
-        }
-        let mut value = String::new();
-        if chars.peek() == Some(&'\'') {
-            chars.next();
-            loop {
-                match chars.next() {
-                    Some('\\') => value.extend(chars.next()),
-                    Some('\'') => break,
-                    Some(c) => value.push(c),
-                    None => return Err(format!("unterminated quote in the value of {key:?}")),
-                }
-            }
-        } else {
-            while let Some(&c) = chars.peek() {
-                if c.is_whitespace() {
-                    break;
-                }
-                if c == '\\' {
-                    chars.next();
-                    value.extend(chars.next());
-                } else {
-                    value.push(c);
-                    chars.next();
-                }
-            }
-        }
-        out.push((key, value));
-    }
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        match (bytes[i], bytes.get(i + 1), bytes.get(i + 2)) {
-            (b'%', Some(&h), Some(&l)) if hex(h).is_some() && hex(l).is_some() => {
-                out.push((hex(h).unwrap_or(0) * 16 + hex(l).unwrap_or(0)) as u8);
-                i += 3;
-            }
-            (b, _, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]

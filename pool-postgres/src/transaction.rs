@@ -12,7 +12,7 @@ use tokio_postgres::{
 };
 
 use crate::cache::Query;
-use crate::manager::Watch;
+use crate::watch::Watch;
 
 /// A transaction on a pooled connection ([`PgConnection::transaction`]), watched like the
 /// connection: a statement failing with 25006 under `target_session_attrs=read-write` marks

@@ -52,7 +52,7 @@ fn redaction_covers_every_password_form() {
     );
     assert_eq!(
         redact("user=u password = 'a b\\' c' host=h"),
-        "user=u password =*** host=h"
+        "user=u password = *** host=h"
     );
     assert_eq!(redact("passwordless=1 host=h"), "passwordless=1 host=h");
 }
