@@ -226,7 +226,7 @@ impl PgConnection {
     /// The statement prepared for `query` on this connection: from its cache (one server-side
     /// statement per query text per connection, so a query costs one round trip, not a
     /// Parse and a Bind), or prepared now and kept. The cache is bounded
-    /// ([`PgManager::statement_cache_capacity`]); a cached statement the server lost, or whose
+    /// ([`PgManager::statement_cache_capacity`](crate::PgManager::statement_cache_capacity)); a cached statement the server lost, or whose
     /// plan changed result type, is prepared again by the watched query methods.
     ///
     /// # Errors

@@ -272,7 +272,7 @@ impl<T> PgManager<T> {
         self.s.statement_cache
     }
 
-    /// Compares this floor with the server's connection budget ([`Budget`]) once, at the first
+    /// Compares this floor with the server's connection budget ([`Budget`](crate::Budget)) once, at the first
     /// successful connect, and logs a warning when the rest of it does not fit in what the
     /// server, the role and the database have left. Without it, the pool's `min_size` is used
     /// (a floor of 0 is never checked).
