@@ -496,6 +496,38 @@ fn postgres(c: &mut Criterion, report: &mut Report) {
         group.finish();
         rt.block_on(ours.0.close_and_wait());
     }
+    // The parameterized point query: a statement cache's worth.
+    rt_point(c, report, &url);
+}
+
+/// Workload F's point query (`SELECT v FROM t WHERE k = $1`, 1,000 rows) at 1, 16 and 64 tasks
+/// on 16 connections: ours with `prepare_cached` and with a plain `query_one(&str)`,
+/// deadpool-postgres with its `prepare_cached`, bb8-postgres, and a raw client with one
+/// prepared statement.
+fn rt_point(c: &mut Criterion, report: &mut Report, url: &str) {
+    current_thread().block_on(pg::point_table(url));
+    for (tasks, per_task) in SERVICE_TASKS {
+        let rt = service_runtime(tasks);
+        let raw = rt.block_on(pg::raw_point(url));
+        let ours = rt.block_on(pg::ours(url, 16));
+        let dp = rt.block_on(pg::deadpool(url, 16));
+        let bb = rt.block_on(pg::bb8(url, 16));
+        let id = format!("P{tasks}");
+        report.ops.insert(id.clone(), (tasks * per_task) as u64);
+        let mut group = c.benchmark_group(&id);
+        group.throughput(Throughput::Elements((tasks * per_task) as u64));
+        service_bench_one(&mut group, &rt, "raw", raw, tasks, per_task);
+        let cached = pg::OursPoint(ours.clone(), true, Default::default());
+        service_bench_one(&mut group, &rt, "ours-cached", cached, tasks, per_task);
+        let plain = pg::OursPoint(ours.clone(), false, Default::default());
+        service_bench_one(&mut group, &rt, "ours-plain", plain, tasks, per_task);
+        let dpc = pg::DeadpoolPoint(dp, Default::default());
+        service_bench_one(&mut group, &rt, "deadpool-cached", dpc, tasks, per_task);
+        let b = pg::Bb8Point(bb, Default::default());
+        service_bench_one(&mut group, &rt, "bb8-postgres", b, tasks, per_task);
+        group.finish();
+        rt.block_on(ours.0.close_and_wait());
+    }
 }
 
 /// Workload G: Redis `PING` through a pool of 16, from 1, 16 and 64 tasks.
@@ -707,6 +739,24 @@ fn table(dir: &Path, report: &mut Report) -> String {
         &[
             ("ours", "deadpool-postgres", "ours/deadpool-postgres"),
             ("ours", "raw", "ours/raw"),
+        ],
+    );
+    service_table(
+        &mut out,
+        dir,
+        report,
+        "P",
+        "workload F, point query: `SELECT v FROM t WHERE k = $1` (1,000 rows), 16 connections (per query)",
+        &[
+            ("raw", "raw client, one prepared statement"),
+            ("ours-cached", "ours, prepare_cached"),
+            ("ours-plain", "ours, query_one(&str)"),
+            ("deadpool-cached", "deadpool-postgres, prepare_cached"),
+            ("bb8-postgres", "bb8-postgres"),
+        ],
+        &[
+            ("deadpool-cached", "ours-cached", "deadpool-cached/ours-cached"),
+            ("ours-plain", "ours-cached", "ours-plain/ours-cached"),
         ],
     );
     service_table(

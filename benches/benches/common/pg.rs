@@ -117,3 +117,122 @@ pub async fn bb8(url: &str, size: usize) -> Bb8Pg {
         .expect("bb8-postgres");
     Bb8Pg(pool)
 }
+
+/// The point query of workload F's second table: one row of 1,000 by its key.
+pub const POINT_SQL: &str = "SELECT v FROM pool_bench_point WHERE k = $1";
+
+/// Creates the point query's table (1,000 rows) if it is not there.
+pub async fn point_table(url: &str) {
+    let (client, conn) = tokio_postgres::connect(url, NoTls)
+        .await
+        .expect("connect for the point table");
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    client
+        .batch_execute(
+            "CREATE TABLE IF NOT EXISTS pool_bench_point (k int4 PRIMARY KEY, v int4 NOT NULL);
+             INSERT INTO pool_bench_point SELECT g, g * 7 FROM generate_series(1, 1000) g
+             ON CONFLICT (k) DO NOTHING",
+        )
+        .await
+        .expect("the point table");
+}
+
+/// The next key to look up, cycling over the table.
+fn next_key(counter: &std::sync::atomic::AtomicU32) -> i32 {
+    (counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 1000) as i32 + 1
+}
+
+fn check(row: tokio_postgres::Row, k: i32) -> Result<(), String> {
+    let v: i32 = row.get(0);
+    if v == k * 7 {
+        Ok(())
+    } else {
+        Err(format!("k {k}: v {v}"))
+    }
+}
+
+/// A raw client with its one prepared statement.
+#[derive(Clone)]
+pub struct RawPoint(
+    pub Arc<tokio_postgres::Client>,
+    pub tokio_postgres::Statement,
+    pub Arc<std::sync::atomic::AtomicU32>,
+);
+
+impl Service for RawPoint {
+    async fn call(&self) -> Result<(), String> {
+        let k = next_key(&self.2);
+        let row = self
+            .0
+            .query_one(&self.1, &[&k])
+            .await
+            .map_err(|e| e.to_string())?;
+        check(row, k)
+    }
+}
+
+pub async fn raw_point(url: &str) -> RawPoint {
+    let raw = raw(url).await;
+    let st = raw.0.prepare(POINT_SQL).await.expect("prepare");
+    RawPoint(raw.0, st, Arc::default())
+}
+
+/// Ours, with `prepare_cached` (`cached`) or a plain `query_one(&str)`.
+#[derive(Clone)]
+pub struct OursPoint(pub OursPg, pub bool, pub Arc<std::sync::atomic::AtomicU32>);
+
+impl Service for OursPoint {
+    async fn call(&self) -> Result<(), String> {
+        let k = next_key(&self.2);
+        let conn = self.0 .0.get().await.map_err(|e| e.to_string())?;
+        let row = if self.1 {
+            let st = conn
+                .prepare_cached(POINT_SQL)
+                .await
+                .map_err(|e| e.to_string())?;
+            conn.query_one(&st, &[&k]).await
+        } else {
+            conn.query_one(POINT_SQL, &[&k]).await
+        }
+        .map_err(|e| e.to_string())?;
+        check(row, k)
+    }
+}
+
+/// deadpool-postgres with its `prepare_cached`.
+#[derive(Clone)]
+pub struct DeadpoolPoint(pub DeadpoolPg, pub Arc<std::sync::atomic::AtomicU32>);
+
+impl Service for DeadpoolPoint {
+    async fn call(&self) -> Result<(), String> {
+        let k = next_key(&self.1);
+        let conn = self.0 .0.get().await.map_err(|e| e.to_string())?;
+        let st = conn
+            .prepare_cached(POINT_SQL)
+            .await
+            .map_err(|e| e.to_string())?;
+        let row = conn
+            .query_one(&st, &[&k])
+            .await
+            .map_err(|e| e.to_string())?;
+        check(row, k)
+    }
+}
+
+/// bb8-postgres (no statement cache: the query text each time).
+#[derive(Clone)]
+pub struct Bb8Point(pub Bb8Pg, pub Arc<std::sync::atomic::AtomicU32>);
+
+impl Service for Bb8Point {
+    async fn call(&self) -> Result<(), String> {
+        let k = next_key(&self.1);
+        let conn = self.0 .0.get().await.map_err(|e| e.to_string())?;
+        let row = conn
+            .query_one(POINT_SQL, &[&k])
+            .await
+            .map_err(|e| e.to_string())?;
+        check(row, k)
+    }
+}
