@@ -42,11 +42,12 @@ impl<'a> Conninfo<'a> {
     /// Reads `s`, noting problems instead of failing (see [`Conninfo::strict`]).
     pub(crate) fn parse(s: &'a str) -> Conninfo<'a> {
         let start = s.len() - s.trim_start().len();
-        let body = s.trim_end();
-        if body[start..].starts_with("postgres://") || body[start..].starts_with("postgresql://") {
-            parse_url(s, start, body.len())
+        let end = start + s[start..].trim_end().len();
+        let body = &s[start..end];
+        if body.starts_with("postgres://") || body.starts_with("postgresql://") {
+            parse_url(s, start, end)
         } else {
-            parse_key_values(s, start, body.len())
+            parse_key_values(s, start, end)
         }
     }
 
@@ -337,6 +338,18 @@ mod tests {
         list.iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    /// Regression (found by the `config_env` fuzz target): a string of whitespace alone
+    /// panicked on an out-of-range slice.
+    #[test]
+    fn empty_and_blank_strings_have_no_parameters() {
+        for s in ["", " ", "  \n\t ", " \u{85}"] {
+            let c = Conninfo::parse(s);
+            assert!(c.params().is_empty(), "{s:?}");
+            assert_eq!(c.redacted(), s);
+        }
+        assert!(Conninfo::parse("  postgres://h/db  ").is_url());
     }
 
     #[test]
