@@ -171,3 +171,147 @@ macro_rules! watched {
         }
     }};
 }
+
+/// The watched statement methods a connection and a transaction share, on `$inner` (the
+/// tokio-postgres client or transaction, named `$on` in the docs). The type provides
+/// `observe`, `stale` and `cache`.
+macro_rules! statement_methods {
+    ($inner:ident, $on:literal) => {
+        #[doc = concat!("[`", $on, "::query`], watched. A statement from `prepare_cached` that the server no longer knows (26000) or whose plan changed result type (0A000) is prepared again and the query retried once (in a transaction, the retry usually finds it aborted by the first failure and reports that).")]
+        pub async fn query<S: ?Sized + Query>(
+            &self,
+            statement: &S,
+            params: &[&(dyn ToSql + Sync)],
+        ) -> Result<Vec<Row>, tokio_postgres::Error> {
+            watched!(self, statement, |s| self.$inner.query(s, params))
+        }
+
+        #[doc = concat!("[`", $on, "::query_one`], watched (and retried as `query` is).")]
+        pub async fn query_one<S: ?Sized + Query>(
+            &self,
+            statement: &S,
+            params: &[&(dyn ToSql + Sync)],
+        ) -> Result<Row, tokio_postgres::Error> {
+            watched!(self, statement, |s| self.$inner.query_one(s, params))
+        }
+
+        #[doc = concat!("[`", $on, "::query_opt`], watched (and retried as `query` is).")]
+        pub async fn query_opt<S: ?Sized + Query>(
+            &self,
+            statement: &S,
+            params: &[&(dyn ToSql + Sync)],
+        ) -> Result<Option<Row>, tokio_postgres::Error> {
+            watched!(self, statement, |s| self.$inner.query_opt(s, params))
+        }
+
+        #[doc = concat!("[`", $on, "::query_raw`], watched (and retried as `query` is).")]
+        pub async fn query_raw<S, P, I>(
+            &self,
+            statement: &S,
+            params: I,
+        ) -> Result<RowStream, tokio_postgres::Error>
+        where
+            S: ?Sized + Query,
+            P: BorrowToSql,
+            I: IntoIterator<Item = P> + Clone,
+            I::IntoIter: ExactSizeIterator,
+        {
+            watched!(self, statement, |s| self.$inner.query_raw(s, params.clone()))
+        }
+
+        #[doc = concat!("[`", $on, "::query_typed`], watched: an unnamed statement with typed parameters (what works behind a transaction-mode pooler).")]
+        pub async fn query_typed(
+            &self,
+            statement: &str,
+            params: &[(&(dyn ToSql + Sync), Type)],
+        ) -> Result<Vec<Row>, tokio_postgres::Error> {
+            self.observe(self.$inner.query_typed(statement, params).await)
+        }
+
+        #[doc = concat!("[`", $on, "::execute`], watched (and retried as `query` is).")]
+        pub async fn execute<S: ?Sized + Query>(
+            &self,
+            statement: &S,
+            params: &[&(dyn ToSql + Sync)],
+        ) -> Result<u64, tokio_postgres::Error> {
+            watched!(self, statement, |s| self.$inner.execute(s, params))
+        }
+
+        #[doc = concat!("[`", $on, "::simple_query`], watched.")]
+        pub async fn simple_query(
+            &self,
+            query: &str,
+        ) -> Result<Vec<SimpleQueryMessage>, tokio_postgres::Error> {
+            self.observe(self.$inner.simple_query(query).await)
+        }
+
+        #[doc = concat!("[`", $on, "::batch_execute`], watched.")]
+        pub async fn batch_execute(&self, query: &str) -> Result<(), tokio_postgres::Error> {
+            self.observe(self.$inner.batch_execute(query).await)
+        }
+
+        #[doc = concat!("[`", $on, "::prepare`], watched.")]
+        pub async fn prepare(&self, query: &str) -> Result<Statement, tokio_postgres::Error> {
+            self.observe(self.$inner.prepare(query).await)
+        }
+
+        #[doc = concat!("[`", $on, "::prepare_typed`], watched.")]
+        pub async fn prepare_typed(
+            &self,
+            query: &str,
+            types: &[Type],
+        ) -> Result<Statement, tokio_postgres::Error> {
+            self.observe(self.$inner.prepare_typed(query, types).await)
+        }
+
+        /// The statement prepared for `query` on this connection: from its cache (one
+        /// server-side statement per query text per connection, so a query costs one round
+        /// trip, not a Parse and a Bind), or prepared now and kept. The cache is bounded
+        /// ([`PgManager::statement_cache_capacity`](crate::PgManager::statement_cache_capacity));
+        /// a cached statement the server lost, or whose plan changed result type, is prepared
+        /// again by the watched query methods.
+        ///
+        /// # Errors
+        /// The server's error preparing it.
+        ///
+        /// # Cancel safety
+        /// Cancel-safe: a statement prepared by a cancelled call is not kept.
+        pub async fn prepare_cached(&self, query: &str) -> Result<Statement, tokio_postgres::Error> {
+            self.prepare_typed_cached(query, &[]).await
+        }
+
+        /// `prepare_cached` with parameter types.
+        ///
+        /// # Errors
+        /// The server's error preparing it.
+        pub async fn prepare_typed_cached(
+            &self,
+            query: &str,
+            types: &[Type],
+        ) -> Result<Statement, tokio_postgres::Error> {
+            if let Some(statement) = self.cache().get(query, types) {
+                return Ok(statement);
+            }
+            let statement = self.prepare_typed(query, types).await?;
+            self.cache().insert(query, types, statement.clone());
+            Ok(statement)
+        }
+
+        #[doc = concat!("[`", $on, "::copy_in`], watched.")]
+        pub async fn copy_in<S, U>(&self, statement: &S) -> Result<CopyInSink<U>, tokio_postgres::Error>
+        where
+            S: ?Sized + Query,
+            U: Buf + 'static + Send,
+        {
+            self.observe(self.$inner.copy_in(statement).await)
+        }
+
+        #[doc = concat!("[`", $on, "::copy_out`], watched.")]
+        pub async fn copy_out<S>(&self, statement: &S) -> Result<CopyOutStream, tokio_postgres::Error>
+        where
+            S: ?Sized + Query,
+        {
+            self.observe(self.$inner.copy_out(statement).await)
+        }
+    };
+}
