@@ -53,6 +53,33 @@ async fn read_write_pool(clusters: &[&Cluster], app: &str) -> Pool<PgManager> {
     pool
 }
 
+/// Two clusters with a table `w (task, n)`: A writable, B read-only (as a demoted node is).
+async fn writable_and_read_only() -> (Cluster, Cluster) {
+    blocking(|| {
+        let a = Cluster::new();
+        let b = Cluster::new();
+        for c in [&a, &b] {
+            c.sql("CREATE TABLE w (task int, n int)");
+        }
+        b.sql("ALTER SYSTEM SET default_transaction_read_only = on");
+        b.sql("SELECT pg_reload_conf()");
+        (a, b)
+    })
+    .await
+}
+
+/// Demotion in place: A becomes read-only, B writable.
+async fn demote_first(a: Cluster, b: Cluster) -> (Cluster, Cluster) {
+    blocking(move || {
+        a.sql("ALTER SYSTEM SET default_transaction_read_only = on");
+        a.sql("SELECT pg_reload_conf()");
+        b.sql("ALTER SYSTEM RESET default_transaction_read_only");
+        b.sql("SELECT pg_reload_conf()");
+        (a, b)
+    })
+    .await
+}
+
 fn count(c: &Cluster, sql: &str) -> i64 {
     c.sql(sql)
         .parse()
@@ -247,17 +274,7 @@ async fn failover_to_a_promoted_standby_resumes_writes_within_three_seconds() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demotion_in_place_evicts_that_servers_connections_and_writes_move_on() {
     let _ = require_server!();
-    let (a, b) = blocking(|| {
-        let a = Cluster::new();
-        let b = Cluster::new();
-        for c in [&a, &b] {
-            c.sql("CREATE TABLE w (task int, n int)");
-        }
-        b.sql("ALTER SYSTEM SET default_transaction_read_only = on");
-        b.sql("SELECT pg_reload_conf()");
-        (a, b)
-    })
-    .await;
+    let (a, b) = writable_and_read_only().await;
     let app = common::unique("demote");
     let manager =
         PgManager::from_url(&over(&[&a, &b], &app, "target_session_attrs=read-write")).unwrap();
@@ -277,14 +294,7 @@ async fn demotion_in_place_evicts_that_servers_connections_and_writes_move_on() 
     assert_eq!(count(&b, "SELECT count(*) FROM w"), 0);
 
     // A becomes read-only, B writable.
-    let (a, b) = blocking(move || {
-        a.sql("ALTER SYSTEM SET default_transaction_read_only = on");
-        a.sql("SELECT pg_reload_conf()");
-        b.sql("ALTER SYSTEM RESET default_transaction_read_only");
-        b.sql("SELECT pg_reload_conf()");
-        (a, b)
-    })
-    .await;
+    let (a, b) = demote_first(a, b).await;
     let flipped_ok = writes.ok.load(Ordering::Relaxed);
     tokio::time::sleep(Duration::from_secs(2)).await;
     stop.store(1, Ordering::Relaxed);
@@ -481,17 +491,7 @@ async fn a_pooled_connections_query_can_be_cancelled() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_demotion_seen_inside_a_transaction_evicts_that_servers_connections() {
     let _ = require_server!();
-    let (a, b) = blocking(|| {
-        let a = Cluster::new();
-        let b = Cluster::new();
-        for c in [&a, &b] {
-            c.sql("CREATE TABLE w (task int, n int)");
-        }
-        b.sql("ALTER SYSTEM SET default_transaction_read_only = on");
-        b.sql("SELECT pg_reload_conf()");
-        (a, b)
-    })
-    .await;
+    let (a, b) = writable_and_read_only().await;
     let app = common::unique("demote_tx");
     let manager =
         PgManager::from_url(&over(&[&a, &b], &app, "target_session_attrs=read-write")).unwrap();
@@ -504,14 +504,7 @@ async fn a_demotion_seen_inside_a_transaction_evicts_that_servers_connections() 
     pool.wait_ready(Duration::from_secs(10)).await.unwrap();
     let mut conn = pool.get().await.unwrap();
     // A is demoted in place: new transactions there are read-only.
-    let (a, b) = blocking(move || {
-        a.sql("ALTER SYSTEM SET default_transaction_read_only = on");
-        a.sql("SELECT pg_reload_conf()");
-        b.sql("ALTER SYSTEM RESET default_transaction_read_only");
-        b.sql("SELECT pg_reload_conf()");
-        (a, b)
-    })
-    .await;
+    let (a, b) = demote_first(a, b).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let tx = conn.transaction().await.unwrap();
     let err = tx
