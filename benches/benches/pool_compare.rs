@@ -509,7 +509,9 @@ fn rt_point(c: &mut Criterion, report: &mut Report, url: &str) {
     for (tasks, per_task) in SERVICE_TASKS {
         let rt = service_runtime(tasks);
         let raw = rt.block_on(pg::raw_point(url));
+        let ring = rt.block_on(pg::raw_ring(url, 16));
         let ours = rt.block_on(pg::ours(url, 16));
+        let fifo = rt.block_on(pg::ours_fifo(url, 16));
         let dp = rt.block_on(pg::deadpool(url, 16));
         let bb = rt.block_on(pg::bb8(url, 16));
         let id = format!("P{tasks}");
@@ -517,6 +519,7 @@ fn rt_point(c: &mut Criterion, report: &mut Report, url: &str) {
         let mut group = c.benchmark_group(&id);
         group.throughput(Throughput::Elements((tasks * per_task) as u64));
         service_bench_one(&mut group, &rt, "raw", raw, tasks, per_task);
+        service_bench_one(&mut group, &rt, "raw-ring", ring, tasks, per_task);
         let cached = pg::OursPoint(ours.clone(), true, Default::default());
         service_bench_one(&mut group, &rt, "ours-cached", cached, tasks, per_task);
         let plain = pg::OursPoint(ours.clone(), false, Default::default());
@@ -525,8 +528,11 @@ fn rt_point(c: &mut Criterion, report: &mut Report, url: &str) {
         service_bench_one(&mut group, &rt, "deadpool-cached", dpc, tasks, per_task);
         let b = pg::Bb8Point(bb, Default::default());
         service_bench_one(&mut group, &rt, "bb8-postgres", b, tasks, per_task);
+        let f = pg::OursPoint(fifo.clone(), true, Default::default());
+        service_bench_one(&mut group, &rt, "ours-cached-fifo", f, tasks, per_task);
         group.finish();
         rt.block_on(ours.0.close_and_wait());
+        rt.block_on(fifo.0.close_and_wait());
     }
 }
 
@@ -749,13 +755,16 @@ fn table(dir: &Path, report: &mut Report) -> String {
         "workload F, point query: `SELECT v FROM t WHERE k = $1` (1,000 rows), 16 connections (per query)",
         &[
             ("raw", "raw client, one prepared statement"),
+            ("raw-ring", "16 raw clients in turn"),
             ("ours-cached", "ours, prepare_cached"),
             ("ours-plain", "ours, query_one(&str)"),
             ("deadpool-cached", "deadpool-postgres, prepare_cached"),
             ("bb8-postgres", "bb8-postgres"),
+            ("ours-cached-fifo", "ours, prepare_cached, QueueMode::Fifo"),
         ],
         &[
             ("deadpool-cached", "ours-cached", "deadpool-cached/ours-cached"),
+            ("raw", "raw-ring", "raw/raw-ring"),
             ("ours-plain", "ours-cached", "ours-plain/ours-cached"),
         ],
     );

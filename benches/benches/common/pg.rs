@@ -83,6 +83,23 @@ pub async fn ours(url: &str, size: usize) -> OursPg {
     OursPg(pool)
 }
 
+/// Ours as [`ours`] builds it, but reusing idle connections oldest first
+/// (`QueueMode::Fifo`, deadpool's order) instead of the default most recent first.
+pub async fn ours_fifo(url: &str, size: usize) -> OursPg {
+    let manager = pool_postgres::PgManager::from_url(url).expect("url");
+    let pool = pool_core::Pool::builder(manager)
+        .min_size(size)
+        .max_size(size)
+        .check(pool_core::CheckPolicy::Never)
+        .queue_mode(pool_core::QueueMode::Fifo)
+        .build()
+        .expect("config");
+    pool.wait_ready(Duration::from_secs(30))
+        .await
+        .expect("pre-filled");
+    OursPg(pool)
+}
+
 pub async fn deadpool(url: &str, size: usize) -> DeadpoolPg {
     let config: tokio_postgres::Config = url.parse().expect("url");
     let manager = deadpool_postgres::Manager::from_config(
@@ -177,6 +194,31 @@ pub async fn raw_point(url: &str) -> RawPoint {
     let raw = raw(url).await;
     let st = raw.0.prepare(POINT_SQL).await.expect("prepare");
     RawPoint(raw.0, st, Arc::default())
+}
+
+/// Raw clients, each with its one prepared statement, taken in turn: no pool, only the
+/// order in which deadpool (FIFO) reuses its connections.
+#[derive(Clone)]
+pub struct RawRing(
+    pub Arc<Vec<RawPoint>>,
+    pub Arc<std::sync::atomic::AtomicU32>,
+);
+
+impl Service for RawRing {
+    async fn call(&self) -> Result<(), String> {
+        let i = self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed) as usize;
+        self.0[i % self.0.len()].call().await
+    }
+}
+
+pub async fn raw_ring(url: &str, size: usize) -> RawRing {
+    let keys = Arc::<std::sync::atomic::AtomicU32>::default();
+    let mut ring = Vec::with_capacity(size);
+    for _ in 0..size {
+        let one = raw_point(url).await;
+        ring.push(RawPoint(one.0, one.1, keys.clone()));
+    }
+    RawRing(Arc::new(ring), Arc::default())
 }
 
 /// Ours, with `prepare_cached` (`cached`) or a plain `query_one(&str)`.
