@@ -861,12 +861,35 @@ fn main() {
 
     let table = table(&dir, &mut report);
     let header = format!(
-        "Measured {} with `{}cargo bench -p benches` on {} cores. Times are criterion medians; ours/floor is time ours / time floor; deadpool/ours is time deadpool / time ours (above 1 = ours faster).\n\n",
+        "Measured {} with `{}{}cargo bench -p benches --bench pool_compare` on {} cores. Times are criterion medians; ours/floor is time ours / time floor; deadpool/ours is time deadpool / time ours (above 1 = ours faster).\n\n",
         std::process::Command::new("date").arg("-u").arg("+%Y-%m-%d").output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default(),
         if quick { "BENCH_QUICK=1 " } else { "" },
+        only.as_deref().map(|w| format!("BENCH_WORKLOADS={w} ")).unwrap_or_default(),
         std::thread::available_parallelism().map_or(0, |n| n.get()),
     );
     println!("\n{header}{table}");
     let _ = std::fs::create_dir_all(&dir);
     let _ = std::fs::write(dir.join("pool_compare.md"), format!("{header}{table}"));
+    if std::env::var_os("BENCH_DOCS").is_some_and(|v| v != "0") {
+        let docs = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/benchmarks.md");
+        match write_docs(&docs, &format!("{header}{table}")) {
+            Ok(()) => println!("BENCH_DOCS: the tables in {} rewritten", docs.display()),
+            Err(e) => eprintln!("BENCH_DOCS: {} not rewritten: {e}", docs.display()),
+        }
+    }
+}
+
+/// Replaces the text between `<!-- pool_compare -->` and `<!-- /pool_compare -->` in the
+/// benchmarks page with this run's tables (`BENCH_DOCS=1`).
+fn write_docs(path: &Path, tables: &str) -> Result<(), String> {
+    const OPEN: &str = "<!-- pool_compare -->\n";
+    const CLOSE: &str = "<!-- /pool_compare -->";
+    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+    let start = text.find(OPEN).ok_or(format!("no {OPEN:?} marker"))? + OPEN.len();
+    let end = text[start..]
+        .find(CLOSE)
+        .ok_or(format!("no {CLOSE:?} marker"))?
+        + start;
+    let new = format!("{}{}\n{}", &text[..start], tables.trim_end(), &text[end..]);
+    std::fs::write(path, new).map_err(|e| e.to_string())
 }

@@ -45,6 +45,7 @@
 //!
 //! The original's pool settings (sizes, timeouts, `min_idle`) are set on
 //! [`PoolBuilder`](pool_core::PoolBuilder) instead.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(feature = "bb8")]
 mod bb8_manager;
@@ -55,7 +56,9 @@ mod deadpool_manager;
 mod error;
 
 #[cfg(feature = "bb8")]
+#[cfg_attr(docsrs, doc(cfg(feature = "bb8")))]
 pub use bb8_manager::FromBb8;
 #[cfg(feature = "deadpool")]
+#[cfg_attr(docsrs, doc(cfg(feature = "deadpool")))]
 pub use deadpool_manager::FromDeadpool;
 pub use error::CompatError;

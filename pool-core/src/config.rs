@@ -6,6 +6,7 @@ use crate::error::ConfigError;
 
 /// When to health-check a connection before handing it out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum CheckPolicy {
     /// Check every connection before every checkout (the incident's fix: an empty query each
     /// time). Safest; costs one round trip per checkout.
@@ -25,6 +26,7 @@ impl Default for CheckPolicy {
 
 /// Which idle connection a checkout takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum QueueMode {
     /// The most recently returned (warm) connection first; the cold tail ages out under
     /// `max_idle`. The default.
@@ -39,6 +41,7 @@ pub enum QueueMode {
 ///
 /// Every field is checked by [`Config::validate`] when the pool is built.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Config {
     /// Connections kept open even when idle (the floor). Default 0.
     pub min_size: usize,

@@ -13,6 +13,7 @@ use crate::error::ConfigError;
 /// One environment variable the pool reads: `{prefix}_{suffix}` sets the [`Config`] field
 /// `field`. The whole list is [`ENV_VARS`].
 #[derive(Clone, Copy)]
+#[non_exhaustive]
 pub struct EnvVar {
     /// The name's suffix, after `{prefix}_`.
     pub suffix: &'static str,
@@ -265,7 +266,8 @@ impl Config {
     /// ```
     /// use pool_core::Config;
     ///
-    /// let base = Config { min_size: 1, ..Config::default() };
+    /// let mut base = Config::default(); // `Config` is non-exhaustive: set fields on a default
+    /// base.min_size = 1;
     /// let config = base
     ///     .with_env_lookup("APP_POOL", |name| match name {
     ///         "APP_POOL_MAX" => Some("4".into()),

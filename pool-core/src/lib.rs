@@ -25,12 +25,26 @@
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::atomic::{AtomicU64, Ordering};
 //! use std::time::Duration;
-//! use pool_core::{CheckPolicy, Pool};
-//! use pool_testkit::FakeManager;
+//! use pool_core::{CheckPolicy, Manager, Pool};
 //!
-//! let (manager, _backend) = FakeManager::new(); // your `Manager` here
-//! let pool = Pool::builder(manager)
+//! /// Your backend's connect and health check; here, numbered connections.
+//! #[derive(Debug, Default)]
+//! struct Numbers(AtomicU64);
+//!
+//! impl Manager for Numbers {
+//!     type Connection = u64;
+//!     type Error = std::io::Error;
+//!     async fn connect(&self) -> std::io::Result<u64> {
+//!         Ok(self.0.fetch_add(1, Ordering::Relaxed))
+//!     }
+//!     async fn check(&self, _conn: &mut u64) -> std::io::Result<()> {
+//!         Ok(())
+//!     }
+//! }
+//!
+//! let pool = Pool::builder(Numbers::default())
 //!     .min_size(1)
 //!     .max_size(4)
 //!     .max_idle(Some(Duration::from_secs(300)))
@@ -86,6 +100,7 @@
 //! | `sync.rs` | the lock (a spin lock that yields, released by a plain store: cache-line-aligned as `Mutex`, unaligned as `Lock` for the seats), behind a facade so it can be swapped and measured; each thread's shard |
 //! | `config.rs`, `env.rs` | the configuration, its validation, and the environment table |
 //! | `error.rs`, `stats.rs` | errors that carry the pool's status; `status()` and `stats()` |
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod acquire;
 mod background;
@@ -124,6 +139,7 @@ pub use error::{ConfigError, ConnectError, PoolError, Stalled, TimeoutError};
 pub use hooks::{HookError, HookFuture};
 pub use manager::{ErrorClass, Manager};
 #[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub use metrics::METRICS;
 pub use object::Object;
 pub use pool::{Pool, PoolBuilder};

@@ -9,6 +9,7 @@ use std::future::Future;
 /// backoff, and hands [`Fatal`](ErrorClass::Fatal) errors to the waiting callers at once, since
 /// waiting cannot fix them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum ErrorClass {
     /// The server is full, starting up, or unreachable for now: retry with backoff.
     Transient,

@@ -107,14 +107,22 @@ impl<M: Manager> Pool<M> {
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {
-    /// use pool_testkit::FakeManager;
-    ///
-    /// let (manager, backend) = FakeManager::new();
-    /// let pool = pool_core::Pool::builder(manager).max_size(2).build().unwrap();
+    /// # #[derive(Debug, Default)]
+    /// # struct Numbers(std::sync::atomic::AtomicU64);
+    /// # impl pool_core::Manager for Numbers {
+    /// #     type Connection = u64;
+    /// #     type Error = std::io::Error;
+    /// #     async fn connect(&self) -> std::io::Result<u64> {
+    /// #         Ok(self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+    /// #     }
+    /// #     async fn check(&self, _: &mut u64) -> std::io::Result<()> { Ok(()) }
+    /// # }
+    /// let pool = pool_core::Pool::builder(Numbers::default()).max_size(2).build().unwrap();
     /// let conn = pool.get().await.unwrap();
+    /// assert_eq!(*conn, 0); // derefs to the connection
     /// assert_eq!(pool.status().in_use, 1);
     /// drop(conn);
-    /// assert_eq!(backend.connects(), 1);
+    /// assert_eq!(pool.status().idle, 1);
     /// # }
     /// ```
     #[track_caller]
@@ -262,8 +270,17 @@ impl<M: Manager> Pool<M> {
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {
-    /// # let (manager, _backend) = pool_testkit::FakeManager::new();
-    /// # let pool = pool_core::Pool::builder(manager).min_size(2).build().unwrap();
+    /// # #[derive(Debug, Default)]
+    /// # struct Numbers(std::sync::atomic::AtomicU64);
+    /// # impl pool_core::Manager for Numbers {
+    /// #     type Connection = u64;
+    /// #     type Error = std::io::Error;
+    /// #     async fn connect(&self) -> std::io::Result<u64> {
+    /// #         Ok(self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+    /// #     }
+    /// #     async fn check(&self, _: &mut u64) -> std::io::Result<()> { Ok(()) }
+    /// # }
+    /// # let pool = pool_core::Pool::builder(Numbers::default()).min_size(2).build().unwrap();
     /// # pool.wait_ready(std::time::Duration::from_secs(1)).await.unwrap();
     /// // Recycle everything opened before a credentials rotation.
     /// let cutoff = tokio::time::Instant::now();
@@ -349,11 +366,20 @@ impl<M: Manager> PoolBuilder<M> {
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {
-    /// # let (manager, _backend) = pool_testkit::FakeManager::new();
-    /// let pool = pool_core::Pool::builder(manager)
+    /// # #[derive(Debug, Default)]
+    /// # struct Numbers(std::sync::atomic::AtomicU64);
+    /// # impl pool_core::Manager for Numbers {
+    /// #     type Connection = u64;
+    /// #     type Error = std::io::Error;
+    /// #     async fn connect(&self) -> std::io::Result<u64> {
+    /// #         Ok(self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+    /// #     }
+    /// #     async fn check(&self, _: &mut u64) -> std::io::Result<()> { Ok(()) }
+    /// # }
+    /// let pool = pool_core::Pool::builder(Numbers::default())
     ///     .after_connect(|conn| Box::pin(async move {
     ///         // e.g. conn.batch_execute("SET search_path TO app").await?;
-    ///         let _ = conn.id();
+    ///         let _: &mut u64 = conn;
     ///         Ok(())
     ///     }))
     ///     .build()

@@ -53,6 +53,7 @@ impl<'de> Deserialize<'de> for Raw {
     }
 }
 
+#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
 impl<'de> Deserialize<'de> for Config {
     /// Fields left out keep their defaults; an unknown field, a value that does not parse, or
     /// a configuration that fails [`Config::validate`] is an error naming the field.
@@ -89,6 +90,7 @@ impl<'de> Deserialize<'de> for Config {
     }
 }
 
+#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
 impl Serialize for Config {
     /// Every field, in the form [`Deserialize`] reads back: human durations (`"5m"`), `"off"`
     /// for none.

@@ -25,85 +25,103 @@ fn every_invalid_field_is_named_with_its_value() {
     let d = Config::default;
     let zero = Duration::ZERO;
     let cases: Vec<(Config, &str, &str)> = vec![
-        (Config { max_size: 0, ..d() }, "max_size", "0"),
         (
-            Config {
-                min_size: 11,
-                max_size: 10,
-                ..d()
+            {
+                let mut c = d();
+                c.max_size = 0;
+                c
+            },
+            "max_size",
+            "0",
+        ),
+        (
+            {
+                let mut c = d();
+                c.min_size = 11;
+                c.max_size = 10;
+                c
             },
             "min_size",
             "11",
         ),
         (
-            Config {
-                max_idle: Some(zero),
-                ..d()
+            {
+                let mut c = d();
+                c.max_idle = Some(zero);
+                c
             },
             "max_idle",
             "0s",
         ),
         (
-            Config {
-                max_lifetime: Some(zero),
-                ..d()
+            {
+                let mut c = d();
+                c.max_lifetime = Some(zero);
+                c
             },
             "max_lifetime",
             "0s",
         ),
         (
-            Config {
-                connect_timeout: zero,
-                ..d()
+            {
+                let mut c = d();
+                c.connect_timeout = zero;
+                c
             },
             "connect_timeout",
             "0s",
         ),
         (
-            Config {
-                check_timeout: zero,
-                ..d()
+            {
+                let mut c = d();
+                c.check_timeout = zero;
+                c
             },
             "check_timeout",
             "0s",
         ),
         (
-            Config {
-                check: CheckPolicy::IdleLongerThan(zero),
-                ..d()
+            {
+                let mut c = d();
+                c.check = CheckPolicy::IdleLongerThan(zero);
+                c
             },
             "check",
             "IdleLongerThan(0s)",
         ),
         (
-            Config {
-                connect_concurrency: 0,
-                ..d()
+            {
+                let mut c = d();
+                c.connect_concurrency = 0;
+                c
             },
             "connect_concurrency",
             "0",
         ),
         (
-            Config {
-                backoff_base: zero,
-                ..d()
+            {
+                let mut c = d();
+                c.backoff_base = zero;
+                c
             },
             "backoff_base",
             "0s",
         ),
         (
-            Config {
-                backoff_base: Duration::from_secs(3),
-                backoff_cap: Duration::from_secs(2),
-                ..d()
+            {
+                let mut c = d();
+                c.backoff_base = Duration::from_secs(3);
+                c.backoff_cap = Duration::from_secs(2);
+                c
             },
             "backoff_cap",
             "2s",
         ),
         (
-            Config {
-                housekeeping_interval: zero,
-                ..d()
+            {
+                let mut c = d();
+                c.housekeeping_interval = zero;
+                c
             },
             "housekeeping_interval",
             "0s",
@@ -120,11 +138,12 @@ fn every_invalid_field_is_named_with_its_value() {
     }
     assert_eq!(Config::default().validate(), Ok(()));
     // Zero where zero means something is accepted.
-    let ok = Config {
-        wait_timeout: Some(Duration::ZERO),
-        max_waiting: Some(0),
-        min_size: 0,
-        ..d()
+    let ok = {
+        let mut c = d();
+        c.wait_timeout = Some(Duration::ZERO);
+        c.max_waiting = Some(0);
+        c.min_size = 0;
+        c
     };
     assert_eq!(ok.validate(), Ok(()));
 }
@@ -193,9 +212,10 @@ fn env_overrides_every_knob() {
         CheckPolicy::IdleLongerThan(Duration::from_millis(500))
     );
     // Unset variables leave the base alone.
-    let base = Config {
-        min_size: 3,
-        ..Config::default()
+    let base = {
+        let mut c = Config::default();
+        c.min_size = 3;
+        c
     };
     assert_eq!(
         base.clone().with_env_lookup("APP_POOL", env(&[])).unwrap(),
@@ -282,9 +302,10 @@ fn env_values_that_parse_but_are_invalid_name_the_variable() {
         assert_eq!((*f, v.as_deref()), (field, Some(var)), "{err}");
         assert!(err.to_string().contains(var), "{err}");
     }
-    let base = Config {
-        min_size: 3,
-        ..Config::default()
+    let base = {
+        let mut c = Config::default();
+        c.min_size = 3;
+        c
     };
     let err = base
         .with_env_lookup("APP_POOL", env(&[("APP_POOL_MAX", "2")]))

@@ -59,14 +59,15 @@ fn bad_settings_are_errors_that_name_the_field_and_the_value() {
 
 #[test]
 fn a_configuration_round_trips_through_toml_and_json() {
-    let config = Config {
-        min_size: 2,
-        max_size: 9,
-        max_idle: None,
-        check: CheckPolicy::IdleLongerThan(Duration::from_millis(250)),
-        max_uses: Some(50),
-        leak_threshold: Some(Duration::from_secs(60)),
-        ..Config::default()
+    let config = {
+        let mut c = Config::default();
+        c.min_size = 2;
+        c.max_size = 9;
+        c.max_idle = None;
+        c.check = CheckPolicy::IdleLongerThan(Duration::from_millis(250));
+        c.max_uses = Some(50);
+        c.leak_threshold = Some(Duration::from_secs(60));
+        c
     };
     let text = toml::to_string(&config).unwrap();
     assert!(

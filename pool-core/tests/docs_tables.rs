@@ -1,31 +1,31 @@
-//! The README's tables of environment variables and metrics are the code's own tables
-//! (`pool_core::ENV_VARS`, `pool_core::METRICS`), written out: this test fails when they
+//! The tables of environment variables and metrics in `docs/usage.md` are the code's own
+//! tables (`pool_core::ENV_VARS`, `pool_core::METRICS`), written out: this test fails when they
 //! disagree. `BLESS_DOCS=1 cargo test -p pool-core --all-features --test docs_tables`
-//! rewrites them in the README from the code.
+//! rewrites them in the page from the code.
 
 use std::path::PathBuf;
 
 use pool_core::{Config, ENV_VARS};
 
-fn readme_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../README.md")
+fn usage_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/usage.md")
 }
 
-/// The README's text between `<!-- {name} -->` and `<!-- /{name} -->`, compared with
+/// The usage page's text between `<!-- {name} -->` and `<!-- /{name} -->`, compared with
 /// `expected` (or replaced by it under `BLESS_DOCS`).
 fn check_block(name: &str, expected: &str) {
-    let path = readme_path();
+    let path = usage_path();
     let text = std::fs::read_to_string(&path).unwrap();
     let open = format!("<!-- {name} -->\n");
     let close = format!("<!-- /{name} -->");
     let start = text
         .find(&open)
-        .unwrap_or_else(|| panic!("README.md has no {open:?} marker"))
+        .unwrap_or_else(|| panic!("docs/usage.md has no {open:?} marker"))
         + open.len();
     let end = start
         + text[start..]
             .find(&close)
-            .unwrap_or_else(|| panic!("README.md has no {close:?} marker"));
+            .unwrap_or_else(|| panic!("docs/usage.md has no {close:?} marker"));
     let found = &text[start..end];
     if found == expected {
         return;
@@ -39,14 +39,14 @@ fn check_block(name: &str, expected: &str) {
         return;
     }
     panic!(
-        "README.md's {name} table differs from the code's; run \
+        "docs/usage.md's {name} table differs from the code's; run \
          BLESS_DOCS=1 cargo test -p pool-core --all-features --test docs_tables\n\
-         --- README\n{found}--- code\n{expected}"
+         --- docs/usage.md\n{found}--- code\n{expected}"
     );
 }
 
 #[test]
-fn the_readmes_environment_table_is_env_vars() {
+fn the_usage_pages_environment_table_is_env_vars() {
     let defaults = Config::default();
     let mut t = String::from("| variable | field | takes | default |\n| --- | --- | --- | --- |\n");
     for v in ENV_VARS {
@@ -63,7 +63,7 @@ fn the_readmes_environment_table_is_env_vars() {
 
 #[cfg(feature = "metrics")]
 #[test]
-fn the_readmes_metrics_table_is_metrics() {
+fn the_usage_pages_metrics_table_is_metrics() {
     let mut t = String::from("| metric | kind | what |\n|---|---|---|\n");
     for (name, kind, what) in pool_core::METRICS {
         t.push_str(&format!("| `{name}` | {kind} | {what} |\n"));

@@ -159,9 +159,10 @@ async fn close_and_wait_timeout_reports_what_is_still_open() {
 
 #[test]
 fn max_uses_of_zero_is_refused_by_name() {
-    let config = Config {
-        max_uses: Some(0),
-        ..Config::default()
+    let config = {
+        let mut c = Config::default();
+        c.max_uses = Some(0);
+        c
     };
     let err = config.validate().unwrap_err();
     assert!(err.to_string().contains("max_uses"), "{err}");

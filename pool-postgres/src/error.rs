@@ -8,6 +8,7 @@ use tokio_postgres::error::SqlState;
 
 /// An error opening, checking or configuring a Postgres connection. Never contains a password.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum PgError {
     /// The TCP or Unix-socket connect failed.
     Io {

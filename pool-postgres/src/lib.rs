@@ -28,6 +28,7 @@
 //! connect now) and refused or reset connections are retried with backoff; class 28 (bad
 //! credentials), 3D000 (unknown database) and a refused server certificate fail the waiting
 //! callers at once. Passwords never appear in `Debug`, `Display`, errors or log events.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 //!
 //! # Map
@@ -99,4 +100,5 @@ pub use stream::{ConnectFuture, PgStream, Stream};
 pub use tokio_postgres;
 pub use transaction::{Transaction, TransactionBuilder};
 #[cfg(feature = "rustls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
 pub use {rustls, tokio_postgres_rustls};

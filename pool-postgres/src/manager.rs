@@ -416,6 +416,7 @@ impl<T> PgManager<T> {
 }
 
 #[cfg(feature = "rustls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
 impl<T> PgManager<T> {
     /// TLS through rustls, verifying as the connection string's `sslmode` says: `verify-full`
     /// checks the certificate chain against `sslrootcert` and the host name; `verify-ca` the

@@ -14,15 +14,14 @@ pub const CHECKPOINTER_ENV_PREFIX: &str = "DEERFLOW_CHECKPOINTER_POOL";
 /// an hour. (Keepalives 60/10/6 are the [`PgManager`](crate::PgManager)'s own defaults.)
 /// Raise `max_size` for busier services; see [`elastic`] for environment overrides.
 pub fn elastic_config() -> Config {
-    Config {
-        min_size: 1,
-        max_size: 4,
-        max_idle: Some(Duration::from_secs(300)),
-        max_lifetime: Some(Duration::from_secs(3600)),
-        wait_timeout: Some(Duration::from_secs(30)),
-        check: CheckPolicy::Always,
-        ..Config::default()
-    }
+    let mut config = Config::default();
+    config.min_size = 1;
+    config.max_size = 4;
+    config.max_idle = Some(Duration::from_secs(300));
+    config.max_lifetime = Some(Duration::from_secs(3600));
+    config.wait_timeout = Some(Duration::from_secs(30));
+    config.check = CheckPolicy::Always;
+    config
 }
 
 /// The checkpointer preset's configuration: the same as [`elastic_config`].

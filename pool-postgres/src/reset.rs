@@ -4,6 +4,7 @@ use crate::connection::PgConnection;
 
 /// How [`reset`] cleans a connection that comes back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Reset {
     /// `ROLLBACK`: an open transaction (a `BEGIN` left behind) is rolled back; session
     /// settings stay.

@@ -11,6 +11,7 @@ use crate::redact::redact;
 
 /// How a connection uses TLS and what it verifies, as libpq's `sslmode` says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum SslMode {
     /// No TLS.
     Disable,

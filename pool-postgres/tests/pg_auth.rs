@@ -144,7 +144,7 @@ async fn a_password_rotated_mid_run_costs_no_caller_errors() {
                         }
                         // Every other use a connection is closed, so connects keep happening
                         // across the rotation.
-                        if (n + task) % 2 == 0 {
+                        if (n + task).is_multiple_of(2) {
                             Object::discard(conn);
                         }
                     }

@@ -66,11 +66,11 @@ async fn url_settings_win_over_the_defaults() {
     let manager = PgManager::from_url(&conn).unwrap();
     assert_eq!(
         manager.keepalive_settings(),
-        Some(Keepalives {
-            idle: Duration::from_secs(30),
-            interval: Duration::from_secs(5),
-            retries: 3
-        })
+        Some(Keepalives::new(
+            Duration::from_secs(30),
+            Duration::from_secs(5),
+            3
+        ))
     );
     assert_eq!(
         manager.tcp_user_timeout_setting(),
@@ -92,9 +92,10 @@ async fn url_settings_win_over_the_defaults() {
     let manager = PgManager::from_url(&format!("{base} keepalives_idle=45")).unwrap();
     assert_eq!(
         manager.keepalive_settings(),
-        Some(Keepalives {
-            idle: Duration::from_secs(45),
-            ..Keepalives::default()
+        Some({
+            let mut k = Keepalives::default();
+            k.idle = Duration::from_secs(45);
+            k
         })
     );
 

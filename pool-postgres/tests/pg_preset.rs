@@ -29,11 +29,11 @@ fn the_preset_defaults() {
     let manager = PgManager::from_url("postgres://app@db.invalid/x").unwrap();
     assert_eq!(
         manager.keepalive_settings(),
-        Some(Keepalives {
-            idle: Duration::from_secs(60),
-            interval: Duration::from_secs(10),
-            retries: 6
-        })
+        Some(Keepalives::new(
+            Duration::from_secs(60),
+            Duration::from_secs(10),
+            6
+        ))
     );
 }
 

@@ -11,6 +11,7 @@ use pool_core::{ErrorClass, Manager};
 
 /// The outcome of one scripted `connect` or `check`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Step {
     /// Succeeds at once.
     Ok,
@@ -45,6 +46,7 @@ impl fmt::Display for FakeError {
             ErrorClass::Transient => write!(f, "fake backend: {} refused (transient)", self.op),
             ErrorClass::Fatal => write!(f, "fake backend: {} rejected (fatal)", self.op),
             ErrorClass::ServerFull => write!(f, "fake backend: {} refused, server full", self.op),
+            other => write!(f, "fake backend: {} failed ({other:?})", self.op),
         }
     }
 }

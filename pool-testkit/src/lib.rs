@@ -16,12 +16,23 @@
 //! assert_eq!(backend.live(), 1);
 //! # }
 //! ```
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
-/// The workspace README's examples, compiled and run as doctests here (this crate can use
+/// The workspace's Markdown examples, compiled and run as doctests here (this crate can use
 /// every other crate of the workspace).
 #[cfg(doctest)]
-#[doc = include_str!("../../README.md")]
-mod readme {}
+mod markdown {
+    #[doc = include_str!("../../README.md")]
+    mod readme {}
+    #[doc = include_str!("../../pool-postgres/README.md")]
+    mod pool_postgres_readme {}
+    #[doc = include_str!("../../pool-compat/README.md")]
+    mod pool_compat_readme {}
+    #[doc = include_str!("../README.md")]
+    mod pool_testkit_readme {}
+    #[doc = include_str!("../../docs/usage.md")]
+    mod usage {}
+}
 
 mod fake;
 pub mod model;

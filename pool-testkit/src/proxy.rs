@@ -21,6 +21,7 @@ use tokio::task::JoinHandle;
 
 /// What the proxy does to traffic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Fault {
     /// Forward everything.
     Pass,
