@@ -1,17 +1,23 @@
 //! A tokio-postgres adapter for [`pool_core`]: TCP keepalives on by default, an empty-query
-//! health check, SQLSTATE-aware connect errors, and the checkpointer preset.
+//! health check, SQLSTATE-aware connect errors, failover and demotion handling, a statement
+//! cache, watched transactions, [`GenericClient`], custom connects, and presets. One crate to
+//! add: [`Pool`], [`Object`], [`PoolBuilder`] and [`PoolError`] are aliases over `pool_core`'s
+//! types, and [`pool_core`] itself is re-exported.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! use pool_postgres::{checkpointer, PgManager};
+//! use pool_postgres::{elastic, PgManager, Pool};
 //!
 //! let manager = PgManager::from_url("postgres://app@db.internal/app")?;
 //! // min 1, max 4, idle connections closed after 300 s, a health check on every checkout;
-//! // DEERFLOW_CHECKPOINTER_POOL_MIN / _MAX / _MAX_IDLE (and the rest) override.
-//! let pool = checkpointer(manager)?.build()?;
-//! let conn = pool.get().await?;
-//! let row = conn.query_one("SELECT 1::int4", &[]).await?;
-//! assert_eq!(row.get::<_, i32>(0), 1);
+//! // APP_DB_POOL_MIN, APP_DB_POOL_MAX, APP_DB_POOL_MAX_IDLE (and the rest) override.
+//! let pool: Pool = elastic(manager, "APP_DB_POOL")?.build()?;
+//! let mut conn = pool.get().await?;
+//! let st = conn.prepare_cached("SELECT $1::int4 + 1").await?;
+//! assert_eq!(conn.query_one(&st, &[&1_i32]).await?.get::<_, i32>(0), 2);
+//! let tx = conn.transaction().await?;
+//! tx.batch_execute("CREATE TEMP TABLE t (v int4)").await?;
+//! tx.commit().await?;
 //! # Ok(())
 //! # }
 //! ```
