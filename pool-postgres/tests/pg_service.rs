@@ -74,6 +74,14 @@ async fn the_service_serves_transfers_and_metrics_and_shuts_down_cleanly() {
         checkouts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         async move { http(addr, method, &path).await }
     };
+    let balance = |id: &str| {
+        let get = call("GET", format!("/accounts/{id}"));
+        async move {
+            let (status, body) = get.await;
+            assert_eq!(status, 200, "{body}");
+            body.trim().parse::<i64>().unwrap()
+        }
+    };
 
     assert_eq!(
         call("POST", format!("/accounts/{a}/deposit/100")).await,
@@ -85,10 +93,7 @@ async fn the_service_serves_transfers_and_metrics_and_shuts_down_cleanly() {
         (status, body.as_str()),
         (404, format!("no account {b:?}\n").as_str())
     );
-    assert_eq!(
-        call("GET", format!("/accounts/{a}")).await,
-        (200, "100\n".into())
-    );
+    assert_eq!(balance(&a).await, 100);
     assert_eq!(
         call("POST", format!("/accounts/{b}/deposit/5")).await,
         (200, "5\n".into())
@@ -97,27 +102,13 @@ async fn the_service_serves_transfers_and_metrics_and_shuts_down_cleanly() {
         call("POST", format!("/transfer/{a}/{b}/30")).await,
         (200, "ok\n".into())
     );
-    assert_eq!(
-        call("GET", format!("/accounts/{a}")).await,
-        (200, "70\n".into())
-    );
-    assert_eq!(
-        call("GET", format!("/accounts/{b}")).await,
-        (200, "35\n".into())
-    );
+    assert_eq!((balance(&a).await, balance(&b).await), (70, 35));
     // Too much: the table's check refuses the debit and the transaction keeps nothing.
     assert_eq!(
         call("POST", format!("/transfer/{a}/{b}/1000")).await,
         (409, "not enough money\n".into())
     );
-    assert_eq!(
-        call("GET", format!("/accounts/{a}")).await,
-        (200, "70\n".into())
-    );
-    assert_eq!(
-        call("GET", format!("/accounts/{b}")).await,
-        (200, "35\n".into())
-    );
+    assert_eq!((balance(&a).await, balance(&b).await), (70, 35));
 
     // Bad requests are named and never reach the pool.
     let (status, body) = http(addr, "POST", &format!("/accounts/{a}/deposit/-5")).await;
@@ -146,13 +137,10 @@ async fn the_service_serves_transfers_and_metrics_and_shuts_down_cleanly() {
     for t in transfers {
         assert_eq!(t.await.unwrap(), (200, "ok\n".into()));
     }
-    let (_, a_left) = call("GET", format!("/accounts/{a}")).await;
-    let (_, b_left) = call("GET", format!("/accounts/{b}")).await;
-    let (a_left, b_left): (i64, i64) = (
-        a_left.trim().parse().unwrap(),
-        b_left.trim().parse().unwrap(),
+    assert_eq!(
+        (balance(&a).await, balance(&b).await),
+        (70 - 12 + 24, 35 + 12 - 24)
     );
-    assert_eq!((a_left, b_left), (70 - 12 + 24, 35 + 12 - 24));
     assert!(
         pool.status().size <= 4,
         "the preset's ceiling holds: {:?}",

@@ -70,28 +70,22 @@ pub async fn raw(url: &str) -> Raw {
 }
 
 pub async fn ours(url: &str, size: usize) -> OursPg {
-    let manager = pool_postgres::PgManager::from_url(url).expect("url");
-    let pool = pool_core::Pool::builder(manager)
-        .min_size(size)
-        .max_size(size)
-        .check(pool_core::CheckPolicy::Never)
-        .build()
-        .expect("config");
-    pool.wait_ready(Duration::from_secs(30))
-        .await
-        .expect("pre-filled");
-    OursPg(pool)
+    ours_with(url, size, pool_core::QueueMode::default()).await
 }
 
 /// Ours as [`ours`] builds it, but reusing idle connections oldest first
 /// (`QueueMode::Fifo`, deadpool's order) instead of the default most recent first.
 pub async fn ours_fifo(url: &str, size: usize) -> OursPg {
+    ours_with(url, size, pool_core::QueueMode::Fifo).await
+}
+
+async fn ours_with(url: &str, size: usize, queue: pool_core::QueueMode) -> OursPg {
     let manager = pool_postgres::PgManager::from_url(url).expect("url");
     let pool = pool_core::Pool::builder(manager)
         .min_size(size)
         .max_size(size)
         .check(pool_core::CheckPolicy::Never)
-        .queue_mode(pool_core::QueueMode::Fifo)
+        .queue_mode(queue)
         .build()
         .expect("config");
     pool.wait_ready(Duration::from_secs(30))
