@@ -4,8 +4,6 @@
 
 use std::fmt;
 use std::ops::{Deref, DerefMut};
-use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
 
 use bytes::Buf;
 use tokio::sync::oneshot;
@@ -15,7 +13,6 @@ use tokio_postgres::{
 };
 
 use crate::cache::{Query, StatementCache};
-use crate::health::Health;
 use crate::transaction::{Transaction, TransactionBuilder};
 use crate::watch::Watch;
 
@@ -30,18 +27,10 @@ use crate::watch::Watch;
 /// server and ends (given at most five seconds).
 pub struct PgConnection {
     pub(crate) client: Client,
-    /// Opening order.
-    pub(crate) seq: u64,
-    /// The server it is on (`inet_server_addr:port` when the connection string lists several
-    /// hosts).
-    pub(crate) server: Arc<str>,
     /// The suspect epoch it last passed a check in (or was opened in).
     pub(crate) checked_epoch: u64,
-    pub(crate) broken: AtomicBool,
-    pub(crate) read_write: bool,
-    pub(crate) health: Arc<Health>,
-    /// `prepare_cached`'s statements.
-    pub(crate) statements: Mutex<StatementCache>,
+    /// What its statements are observed against.
+    pub(crate) watch: Watch,
     /// Dropped after `client`: tells the connection task to wind down.
     pub(crate) _closing: oneshot::Sender<()>,
 }
@@ -50,27 +39,14 @@ impl PgConnection {
     /// The server this connection is on: `address:port` as the server reports it when the
     /// connection string lists several hosts, else empty.
     pub fn server(&self) -> &str {
-        &self.server
-    }
-
-    /// What statements on this connection are watched against, borrowed apart from the
-    /// client.
-    pub(crate) fn watch(&self) -> Watch<'_> {
-        Watch {
-            seq: self.seq,
-            server: &self.server,
-            broken: &self.broken,
-            read_write: self.read_write,
-            health: &self.health,
-            statements: &self.statements,
-        }
+        &self.watch.server
     }
 
     fn observe<R>(
         &self,
         result: Result<R, tokio_postgres::Error>,
     ) -> Result<R, tokio_postgres::Error> {
-        self.watch().observe(result)
+        self.watch.observe(result)
     }
 
     fn stale<S: ?Sized + Query, R>(
@@ -78,11 +54,11 @@ impl PgConnection {
         result: &Result<R, tokio_postgres::Error>,
         statement: &S,
     ) -> Option<(String, Vec<Type>)> {
-        self.watch().stale(result, statement)
+        self.watch.stale(result, statement)
     }
 
     fn cache(&self) -> std::sync::MutexGuard<'_, StatementCache> {
-        self.statements.lock().unwrap_or_else(|e| e.into_inner())
+        self.watch.cache()
     }
 
     /// Starts a transaction (`BEGIN`), watched like the connection's own statements: a 25006
@@ -103,16 +79,8 @@ impl PgConnection {
         TransactionBuilder::new(client.build_transaction(), watch)
     }
 
-    fn split(&mut self) -> (&mut Client, Watch<'_>) {
-        let watch = Watch {
-            seq: self.seq,
-            server: &self.server,
-            broken: &self.broken,
-            read_write: self.read_write,
-            health: &self.health,
-            statements: &self.statements,
-        };
-        (&mut self.client, watch)
+    fn split(&mut self) -> (&mut Client, &Watch) {
+        (&mut self.client, &self.watch)
     }
 
     statement_methods!(client, "Client");
@@ -133,8 +101,8 @@ impl fmt::Debug for PgConnection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PgConnection")
             .field("closed", &self.client.is_closed())
-            .field("server", &self.server)
-            .field("seq", &self.seq)
+            .field("server", &self.watch.server)
+            .field("seq", &self.watch.seq)
             .finish()
     }
 }

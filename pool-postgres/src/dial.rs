@@ -16,6 +16,7 @@ use crate::connection::PgConnection;
 use crate::error::{server_went_away, PgError};
 use crate::manager::{PgManager, PgTls};
 use crate::stream::Connector;
+use crate::watch::Watch;
 
 /// How long a closed connection's background task may take to say goodbye to the server.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
@@ -131,13 +132,15 @@ impl<T: PgTls> PgManager<T> {
         };
         Ok(PgConnection {
             client,
-            seq,
-            server,
             checked_epoch: born,
-            broken: AtomicBool::new(false),
-            read_write: config.get_target_session_attrs() == TargetSessionAttrs::ReadWrite,
-            health,
-            statements: Mutex::new(StatementCache::new(self.s.statement_cache)),
+            watch: Watch {
+                seq,
+                server,
+                broken: AtomicBool::new(false),
+                read_write: config.get_target_session_attrs() == TargetSessionAttrs::ReadWrite,
+                health,
+                statements: Mutex::new(StatementCache::new(self.s.statement_cache)),
+            },
             _closing: closing,
         })
     }

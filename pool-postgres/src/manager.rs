@@ -500,8 +500,8 @@ impl<T: PgTls> Manager for PgManager<T> {
 
     fn has_broken(&self, conn: &mut PgConnection) -> bool {
         conn.client.is_closed()
-            || conn.broken.load(Ordering::Acquire)
-            || self.s.health.is_demoted(&conn.server, conn.seq)
+            || conn.watch.broken.load(Ordering::Acquire)
+            || self.s.health.is_demoted(&conn.watch.server, conn.watch.seq)
     }
 
     /// Takes the pool's floor for the connection-budget warning, unless

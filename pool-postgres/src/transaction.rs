@@ -24,7 +24,7 @@ use crate::watch::Watch;
 /// [`PgConnection::transaction`]: crate::PgConnection::transaction
 pub struct Transaction<'a> {
     inner: tokio_postgres::Transaction<'a>,
-    watch: Watch<'a>,
+    watch: &'a Watch,
 }
 
 impl fmt::Debug for Transaction<'_> {
@@ -34,7 +34,7 @@ impl fmt::Debug for Transaction<'_> {
 }
 
 impl<'a> Transaction<'a> {
-    pub(crate) fn new(inner: tokio_postgres::Transaction<'a>, watch: Watch<'a>) -> Self {
+    pub(crate) fn new(inner: tokio_postgres::Transaction<'a>, watch: &'a Watch) -> Self {
         Transaction { inner, watch }
     }
 
@@ -107,7 +107,7 @@ impl<'a> Transaction<'a> {
 /// [`PgConnection::build_transaction`]: crate::PgConnection::build_transaction
 pub struct TransactionBuilder<'a> {
     inner: tokio_postgres::TransactionBuilder<'a>,
-    watch: Watch<'a>,
+    watch: &'a Watch,
 }
 
 impl fmt::Debug for TransactionBuilder<'_> {
@@ -117,7 +117,7 @@ impl fmt::Debug for TransactionBuilder<'_> {
 }
 
 impl<'a> TransactionBuilder<'a> {
-    pub(crate) fn new(inner: tokio_postgres::TransactionBuilder<'a>, watch: Watch<'a>) -> Self {
+    pub(crate) fn new(inner: tokio_postgres::TransactionBuilder<'a>, watch: &'a Watch) -> Self {
         TransactionBuilder { inner, watch }
     }
 

@@ -11,18 +11,22 @@ use crate::cache::{Query, StatementCache};
 use crate::health::Health;
 
 /// What a statement's outcome is watched against: the connection's marks, its statement cache
-/// and the manager's health, borrowed apart from the client (a transaction holds the client).
-#[derive(Clone, Copy)]
-pub(crate) struct Watch<'a> {
+/// and the manager's health. A connection owns one, beside its client, so a transaction can
+/// borrow it while it holds the client.
+pub(crate) struct Watch {
+    /// Opening order.
     pub(crate) seq: u64,
-    pub(crate) server: &'a Arc<str>,
-    pub(crate) broken: &'a AtomicBool,
+    /// The server it is on (`inet_server_addr:port` when the connection string lists several
+    /// hosts).
+    pub(crate) server: Arc<str>,
+    pub(crate) broken: AtomicBool,
     pub(crate) read_write: bool,
-    pub(crate) health: &'a Arc<Health>,
-    pub(crate) statements: &'a Mutex<StatementCache>,
+    pub(crate) health: Arc<Health>,
+    /// `prepare_cached`'s statements.
+    pub(crate) statements: Mutex<StatementCache>,
 }
 
-impl Watch<'_> {
+impl Watch {
     /// Looks at a statement's outcome: the 26000 hint behind a pooler, and a 25006 on a
     /// read-write pool marks this server's connections broken.
     pub(crate) fn observe<R>(
@@ -41,7 +45,7 @@ impl Watch<'_> {
             }
             if self.read_write && e.code() == Some(&SqlState::READ_ONLY_SQL_TRANSACTION) {
                 self.broken.store(true, Ordering::Release);
-                self.health.demote(self.server, self.seq);
+                self.health.demote(&self.server, self.seq);
                 tracing::warn!(
                     target: "pool_postgres",
                     server = %self.server,
