@@ -11,18 +11,20 @@ use pool_postgres::tokio_postgres::types::Type;
 use pool_postgres::PgManager;
 use tokio::task::JoinSet;
 
-fn server_port(url: &str) -> u16 {
+/// A private PgBouncer in front of the test server, with a server pool of `size` (started off
+/// the runtime: it waits for the process to listen).
+async fn bouncer(url: String, size: u32) -> Bouncer {
     let config: pool_postgres::tokio_postgres::Config = url.parse().unwrap();
-    config.get_ports().first().copied().unwrap_or(5432)
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    tokio::task::spawn_blocking(move || Bouncer::start(port, "postgres", size))
+        .await
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_pools_through_pgbouncer_run_simple_and_typed_queries_without_errors() {
     let url = require_server!();
-    let bouncer =
-        tokio::task::spawn_blocking(move || Bouncer::start(server_port(&url), "postgres", 4))
-            .await
-            .unwrap();
+    let bouncer = bouncer(url, 4).await;
     let app = common::unique("bouncer");
     let pools: Vec<Pool<PgManager>> = (0..5)
         .map(|_| {
@@ -86,10 +88,7 @@ async fn five_pools_through_pgbouncer_run_simple_and_typed_queries_without_error
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_named_prepared_statement_fails_behind_pgbouncer_with_a_clear_error() {
     let url = require_server!();
-    let bouncer =
-        tokio::task::spawn_blocking(move || Bouncer::start(server_port(&url), "postgres", 2))
-            .await
-            .unwrap();
+    let bouncer = bouncer(url, 2).await;
     let app = common::unique("bouncer_prepared");
     let manager = PgManager::from_url(&bouncer.conninfo("postgres", &app)).unwrap();
     let pool = Pool::builder(manager).max_size(1).build().unwrap();
@@ -137,10 +136,7 @@ async fn a_named_prepared_statement_fails_behind_pgbouncer_with_a_clear_error() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prepare_cached_with_the_cache_off_behind_pgbouncer_gives_the_clear_error() {
     let url = require_server!();
-    let bouncer =
-        tokio::task::spawn_blocking(move || Bouncer::start(server_port(&url), "postgres", 2))
-            .await
-            .unwrap();
+    let bouncer = bouncer(url, 2).await;
     let app = common::unique("bouncer_cached");
     let manager = PgManager::from_url(&bouncer.conninfo("postgres", &app))
         .unwrap()
